@@ -1,0 +1,157 @@
+/**
+ * The service callers use: NVFlare's `ClientExecutor` / `JobExecutor` as an
+ * Effect service.
+ *
+ * @since 0.1.0
+ */
+import { Context, Data } from "effect"
+import type { Duration, Effect, Scope, Queue, Stream } from "effect"
+import type {
+  BackendUnavailable,
+  ImageNotFound,
+  InvalidClient,
+  InvalidJobId,
+  InvalidJobMeta,
+  InvalidRequest,
+  JobAborted,
+  JobAlreadyRegistered,
+  JobMetaMismatch,
+  JobMetaMissing,
+  JobNotFound,
+  LaunchFailed,
+  MessageTooBig,
+  RemoteError,
+  RequestError,
+  RequestTimeout,
+  ResourceTokenInvalid,
+  TargetUnreachable
+} from "./Errors.js"
+import type { ClientInfo, JobId } from "./JobId.js"
+import type { JobExit } from "./JobLauncher.js"
+import type { Message, Payload } from "./Message.js"
+import type { Allocation, ResourceManager, ResourceManagerLike } from "./ResourceManager.js"
+import type { ClientStatus, StatusMessage } from "./Status.js"
+
+/** How a job ended, after the engine classified its exit. */
+export interface JobOutcome {
+  readonly jobId: string
+  /** A `JobReturnCode` value. */
+  readonly returnCode: number
+  /** `reasonOf(returnCode)`. */
+  readonly reason: string | undefined
+  /** The raw exit as the backend saw it (code and signal kept apart). */
+  readonly exit: JobExit
+}
+
+/** Events of the executor, published to every subscriber from the moment it subscribed. */
+export type ExecutorEvent = Data.TaggedEnum<{
+  /** The backend launched the job. */
+  Launched: { readonly jobId: string; readonly time: number }
+  /** The worker reported Started. */
+  Started: { readonly jobId: string; readonly time: number }
+  /** The worker reported Stopped (its `run` returned). */
+  Stopped: { readonly jobId: string; readonly time: number }
+  /** The job is finished, freed and unregistered: exactly once per registered job. */
+  Completed: { readonly jobId: string; readonly time: number; readonly outcome: JobOutcome; readonly freeError?: string | undefined }
+  /** Recovery on start found a job a previous parent left, and reaped or adopted it. */
+  Recovered: { readonly jobId: string; readonly time: number; readonly action: "reaped" | "adopted" }
+}>
+
+/** Constructors and matchers of `ExecutorEvent`. */
+export const ExecutorEvent = Data.taggedEnum<ExecutorEvent>()
+
+/** `args` of `startApp`. */
+export interface StartArgs {
+  /** The workspace root; the job is deployed at `<workspace>/<jobId>`. */
+  readonly workspace: string
+  /** Reaches the job as `ctx.set`. */
+  readonly set?: Readonly<Record<string, unknown>>
+}
+
+/** Parameters of `startApp`. */
+export interface StartAppParams {
+  /** Who the job runs as; defaults to the executor's `client`. */
+  readonly client?: ClientInfo
+  readonly jobId: string
+  /** The START_JOB meta; its protected keys must equal the deployed meta's. */
+  readonly jobMeta?: Readonly<Record<string, unknown>>
+  readonly args: StartArgs
+  /** The allocation the job will own (from `allocateResources`); `{}` or absent: none. */
+  readonly allocatedResource?: Allocation
+  /** The resource token of the allocation. */
+  readonly token?: string
+  /** The manager the allocation is freed to. */
+  readonly resourceManager?: ResourceManager | ResourceManagerLike
+}
+
+/** Parameters of `sendToJob`. */
+export interface SendToJobParams {
+  readonly jobId: string
+  readonly channel: string
+  readonly topic: string
+  readonly message: Message
+  /** Defaults to the executor's `queryTimeoutMs`. */
+  readonly timeout?: Duration.DurationInput
+  /** Only lowers the log level of failures. */
+  readonly optional?: boolean
+}
+
+/** A registered job, as `jobs` lists it. */
+export interface JobSummary {
+  readonly jobId: string
+  readonly status: ClientStatus
+  /** Epoch milliseconds of the last status change. */
+  readonly since: number
+}
+
+/** Errors `startApp` can fail with. */
+export type StartAppError =
+  | InvalidJobId
+  | InvalidClient
+  | JobMetaMissing
+  | JobMetaMismatch
+  | InvalidJobMeta
+  | JobAlreadyRegistered
+  | JobAborted
+  | LaunchFailed
+  | ImageNotFound
+  | BackendUnavailable
+  | ResourceTokenInvalid
+
+/** The job log configuration `configureJobLog` sends (more keys may come). */
+export interface JobLogConfig {
+  readonly level: string
+  readonly [key: string]: unknown
+}
+
+/** A parent-side handler for a job's `ctx.request`; its value is the reply's payload. */
+export type ParentHandler = (jobId: string, message: Message) => Effect.Effect<Payload, unknown>
+
+/** Parent-side handlers: `{ [channel]: { [topic]: handler } }`. */
+export type ParentHandlers = Readonly<Record<string, Readonly<Record<string, ParentHandler>>>>
+
+/** The executor service. */
+export interface ClientExecutorService {
+  readonly startApp: (params: StartAppParams) => Effect.Effect<void, StartAppError>
+  readonly checkStatus: (jobId: string) => Effect.Effect<StatusMessage>
+  readonly getStatus: (jobId: string) => Effect.Effect<ClientStatus>
+  /** Idempotent; returns after the job's `Completed`. */
+  readonly abortApp: (jobId: string) => Effect.Effect<void>
+  readonly abortTask: (jobId: string) => Effect.Effect<void, RequestError>
+  readonly getRunInfo: (jobId: string) => Effect.Effect<Readonly<Record<string, unknown>>, RequestError>
+  readonly getErrors: (jobId: string) => Effect.Effect<Readonly<Record<string, Readonly<Record<string, string>>>>, RequestError>
+  readonly resetErrors: (jobId: string) => Effect.Effect<void, RequestError>
+  readonly configureJobLog: (jobId: string, config: JobLogConfig) => Effect.Effect<void, RequestError>
+  readonly sendToJob: (
+    params: SendToJobParams
+  ) => Effect.Effect<Message, TargetUnreachable | RequestTimeout | MessageTooBig | InvalidRequest | RemoteError>
+  readonly jobs: Effect.Effect<ReadonlyArray<JobSummary>>
+  /** A hot stream of events from the moment it is run. */
+  readonly events: Stream.Stream<ExecutorEvent>
+  /** A subscription to events that is live once this Effect returns. */
+  readonly subscribe: Effect.Effect<Queue.Dequeue<ExecutorEvent>, never, Scope.Scope>
+  readonly awaitCompletion: (jobId: string) => Effect.Effect<JobOutcome, JobNotFound>
+}
+
+/** The executor service tag. */
+export class ClientExecutor extends Context.Tag("@flexec/core/ClientExecutor")<ClientExecutor, ClientExecutorService>() {}

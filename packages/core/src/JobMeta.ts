@@ -1,0 +1,125 @@
+/**
+ * Job meta: its schema, the drift check against the deployed meta, and the
+ * per-site views of `launcher_spec` and `resource_spec`.
+ *
+ * @since 0.1.0
+ */
+import { Effect, Either, ParseResult, Schema } from "effect"
+import { InvalidJobMeta, JobMetaMismatch } from "./Errors.js"
+
+const JsonRecord = Schema.Record({ key: Schema.String, value: Schema.Unknown })
+
+/** A site's (or `default`'s) entry in `launcher_spec`: `{ [mode]: { ...options } }`. */
+export const LauncherSiteSpec = Schema.Record({ key: Schema.String, value: JsonRecord })
+
+/** The job meta schema: the keys flexec reads, and any other key kept as it is. */
+export const JobMeta = Schema.Struct(
+  {
+    job_id: Schema.optional(Schema.NullOr(Schema.String)),
+    resource_spec: Schema.optional(Schema.NullOr(JsonRecord)),
+    launcher_spec: Schema.optional(Schema.NullOr(Schema.Record({ key: Schema.String, value: LauncherSiteSpec }))),
+    scope: Schema.optional(Schema.NullOr(Schema.String)),
+    study: Schema.optional(Schema.NullOr(Schema.String)),
+    byoc: Schema.optional(Schema.Boolean)
+  },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+)
+
+/** Decoded job meta. */
+export type JobMeta = typeof JobMeta.Type
+
+/** Keys that must be equal in `startApp`'s meta and the deployed meta. */
+export const protectedKeys = ["job_id", "resource_spec", "launcher_spec", "scope", "study"] as const
+
+/** Decodes job meta, failing with `InvalidJobMeta` naming the offending key. */
+export const decodeJobMeta = (jobId: string, input: unknown): Effect.Effect<JobMeta, InvalidJobMeta> => {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    return Effect.fail(new InvalidJobMeta({ jobId, issues: "job meta must be a JSON object" }))
+  }
+  const result = Schema.decodeUnknownEither(JobMeta, { onExcessProperty: "preserve" })(input)
+  return Either.match(result, {
+    onLeft: (error) =>
+      Effect.fail(new InvalidJobMeta({ jobId, issues: ParseResult.TreeFormatter.formatErrorSync(error) })),
+    onRight: (meta) =>
+      meta.job_id !== undefined && meta.job_id !== null && meta.job_id !== jobId
+        ? Effect.fail(new InvalidJobMeta({ jobId, issues: `job_id is '${meta.job_id}', expected '${jobId}'` }))
+        : Effect.succeed(meta)
+  })
+}
+
+/** Deep equality of JSON values; `undefined` and `null` are equal. */
+export const jsonEqual = (a: unknown, b: unknown): boolean => {
+  if (a === undefined) a = null
+  if (b === undefined) b = null
+  if (a === b) return true
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null) return false
+  if (Array.isArray(a) !== Array.isArray(b)) return false
+  if (Array.isArray(a)) {
+    const bb = b as Array<unknown>
+    return a.length === bb.length && a.every((v, i) => jsonEqual(v, bb[i]))
+  }
+  const ra = a as Record<string, unknown>
+  const rb = b as Record<string, unknown>
+  const keys = new Set([...Object.keys(ra), ...Object.keys(rb)])
+  for (const k of keys) if (!jsonEqual(ra[k], rb[k])) return false
+  return true
+}
+
+/**
+ * Checks the protected keys of `given` against the deployed meta and returns the
+ * launch meta: `given` with the protected keys and `byoc` taken from `deployed`
+ * (`byoc` only when the site allows BYOC).
+ */
+export const mergeWithDeployed = (
+  jobId: string,
+  deployed: JobMeta,
+  given: Readonly<Record<string, unknown>> | undefined,
+  allowByoc: boolean
+): Effect.Effect<JobMeta, JobMetaMismatch> =>
+  Effect.gen(function* () {
+    const input = given ?? {}
+    if (given !== undefined) {
+      for (const key of protectedKeys) {
+        if (!jsonEqual(deployed[key], input[key])) return yield* new JobMetaMismatch({ jobId, key })
+      }
+    }
+    const merged: Record<string, unknown> = { ...input }
+    for (const key of protectedKeys) {
+      if (deployed[key] === undefined) delete merged[key]
+      else merged[key] = deployed[key]
+    }
+    delete merged.byoc
+    if (allowByoc && deployed.byoc === true) merged.byoc = true
+    return merged as JobMeta
+  })
+
+/**
+ * The options of launcher mode `mode` for `site`: `launcher_spec.default[mode]`
+ * merged with `launcher_spec[site][mode]` (site wins); `undefined` when neither exists.
+ */
+export const launcherSpecFor = (
+  meta: JobMeta,
+  site: string,
+  mode: string
+): Readonly<Record<string, unknown>> | undefined => {
+  const spec = meta.launcher_spec
+  if (!spec) return undefined
+  const base = spec.default?.[mode]
+  const own = spec[site]?.[mode]
+  if (base === undefined && own === undefined) return undefined
+  return { ...base, ...own }
+}
+
+/**
+ * The resource requirement for `site`: `resource_spec["@default"]` (or `default`)
+ * merged with `resource_spec[site]` (site wins). Empty when there is none.
+ */
+export const resourceSpecFor = (meta: JobMeta, site: string): Readonly<Record<string, unknown>> => {
+  const spec = meta.resource_spec
+  if (!spec) return {}
+  const pick = (key: string): Record<string, unknown> => {
+    const v = spec[key]
+    return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {}
+  }
+  return { ...pick("default"), ...pick("@default"), ...pick(site) }
+}
