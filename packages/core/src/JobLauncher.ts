@@ -142,6 +142,12 @@ export interface LaunchRequest {
   readonly labels: Readonly<Record<string, string>>
   /** The executor's kill timeout (SIGTERM → SIGKILL). */
   readonly killTimeout: Duration.Duration
+  /**
+   * Where Node jobs find the worker runtime on the host: `modulePath` is the
+   * absolute path of `@flexec/core/worker` (also `env.FLEXEC_WORKER_MODULE`),
+   * `nodePath` a directory holding `@flexec/core` to put on `NODE_PATH`.
+   */
+  readonly workerRuntime: { readonly modulePath: string; readonly nodePath: string }
 }
 
 /** A job a previous parent of this instance left running. */
