@@ -132,25 +132,38 @@ export type ParentHandlers = Readonly<Record<string, Readonly<Record<string, Par
 
 /** The executor service. */
 export interface ClientExecutorService {
+  /** Validates, registers `Starting`, launches; returns once launched. */
   readonly startApp: (params: StartAppParams) => Effect.Effect<void, StartAppError>
-  readonly checkStatus: (jobId: string) => Effect.Effect<StatusMessage>
-  readonly getStatus: (jobId: string) => Effect.Effect<ClientStatus>
+  /** The status message; unknown ids are "not started". */
+  readonly checkStatus: (jobId: string) => Effect.Effect<StatusMessage, InvalidJobId>
+  /** The `ClientStatus`; unknown ids are `NotStarted`, finished jobs keep their terminal status. */
+  readonly getStatus: (jobId: string) => Effect.Effect<ClientStatus, InvalidJobId>
   /** Idempotent; returns after the job's `Completed`. */
-  readonly abortApp: (jobId: string) => Effect.Effect<void>
-  readonly abortTask: (jobId: string) => Effect.Effect<void, RequestError>
-  readonly getRunInfo: (jobId: string) => Effect.Effect<Readonly<Record<string, unknown>>, RequestError>
-  readonly getErrors: (jobId: string) => Effect.Effect<Readonly<Record<string, Readonly<Record<string, string>>>>, RequestError>
-  readonly resetErrors: (jobId: string) => Effect.Effect<void, RequestError>
-  readonly configureJobLog: (jobId: string, config: JobLogConfig) => Effect.Effect<void, RequestError>
+  readonly abortApp: (jobId: string) => Effect.Effect<void, InvalidJobId>
+  /** The worker aborts its current task; `TargetUnreachable` while Starting. */
+  readonly abortTask: (jobId: string) => Effect.Effect<void, RequestError | InvalidJobId>
+  /** `{ [group]: stats }` from the worker. */
+  readonly getRunInfo: (jobId: string) => Effect.Effect<Readonly<Record<string, unknown>>, RequestError | InvalidJobId>
+  /** `{ [group]: { [level]: "<ISO time>: <message>" } }` from the worker (`{}` when none). */
+  readonly getErrors: (
+    jobId: string
+  ) => Effect.Effect<Readonly<Record<string, Readonly<Record<string, string>>>>, RequestError | InvalidJobId>
+  /** The worker clears its errors. */
+  readonly resetErrors: (jobId: string) => Effect.Effect<void, RequestError | InvalidJobId>
+  /** The worker applies the log config, or the call fails with `RemoteError` saying why. */
+  readonly configureJobLog: (jobId: string, config: JobLogConfig) => Effect.Effect<void, RequestError | InvalidJobId>
+  /** Request/reply to the job. */
   readonly sendToJob: (
     params: SendToJobParams
-  ) => Effect.Effect<Message, TargetUnreachable | RequestTimeout | MessageTooBig | InvalidRequest | RemoteError>
+  ) => Effect.Effect<Message, TargetUnreachable | RequestTimeout | MessageTooBig | InvalidRequest | RemoteError | InvalidJobId>
+  /** The registered jobs. */
   readonly jobs: Effect.Effect<ReadonlyArray<JobSummary>>
   /** A hot stream of events from the moment it is run. */
   readonly events: Stream.Stream<ExecutorEvent>
   /** A subscription to events that is live once this Effect returns. */
   readonly subscribe: Effect.Effect<Queue.Dequeue<ExecutorEvent>, never, Scope.Scope>
-  readonly awaitCompletion: (jobId: string) => Effect.Effect<JobOutcome, JobNotFound>
+  /** The outcome, also of a job already finished; `JobNotFound` for an id never seen. */
+  readonly awaitCompletion: (jobId: string) => Effect.Effect<JobOutcome, JobNotFound | InvalidJobId>
 }
 
 /** The executor service tag. */

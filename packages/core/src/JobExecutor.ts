@@ -1,0 +1,806 @@
+/**
+ * `makeJobExecutor`: the engine. It implements every `ClientExecutor` method
+ * over any `JobLauncher`: validation, the registry, supervision, the outcome
+ * table, completion exactly once, the history, events, recovery.
+ *
+ * One job's way through it: `startApp` → validate → register `Starting` →
+ * open the job's channel → `launcher.launch` → a supervising fiber waits for
+ * Started and for the exit → classify → close the job's scope → free →
+ * unregister → `Completed`.
+ *
+ * @since 0.1.0
+ */
+import {
+  Cause,
+  Clock,
+  Deferred,
+  Duration,
+  Effect,
+  ExecutionStrategy,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  PubSub,
+  Schedule,
+  Schema,
+  Scope,
+  Stream
+} from "effect"
+import * as crypto from "node:crypto"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import type {
+  ClientExecutorService,
+  JobOutcome,
+  JobSummary,
+  SendToJobParams,
+  StartAppError,
+  StartAppParams
+} from "./ClientExecutor.js"
+import { ClientExecutor, ExecutorEvent } from "./ClientExecutor.js"
+import {
+  BackendUnavailable,
+  InvalidClient,
+  InvalidJobMeta,
+  JobAborted,
+  JobAlreadyRegistered,
+  JobMetaMissing,
+  JobNotFound,
+  LaunchFailed,
+  TargetUnreachable
+} from "./Errors.js"
+import type { InstanceInUse, InvalidJobId, RequestError } from "./Errors.js"
+import type { HandlerOption, JobExecutorOptions } from "./ExecutorOptions.js"
+import { decodeClientInfo, decodeJobId } from "./JobId.js"
+import type { ClientInfo, JobId } from "./JobId.js"
+import type { JobExit, JobHandle, LaunchRequest, RecoveredJob } from "./JobLauncher.js"
+import { resolveCommand } from "./JobLauncher.js"
+import { decodeJobMeta, launcherSpecFor, mergeWithDeployed, resourceSpecFor } from "./JobMeta.js"
+import type { JobMeta } from "./JobMeta.js"
+import * as Message from "./Message.js"
+import { openJobChannel } from "./protocol/ChannelServer.js"
+import type { IncomingRequest, JobChannel } from "./protocol/ChannelServer.js"
+import type { Allocation, ResourceManager } from "./ResourceManager.js"
+import { adapt, gpuIdsOf } from "./ResourceManager.js"
+import { Channel, ClientStatus, JobReturnCode, reasonOf, statusMessage, Topic } from "./Status.js"
+import { DEFAULT_MAX_FRAME_BYTES } from "./internal/codec.js"
+import { buildJobEnv } from "./internal/jobEnv.js"
+import { acquireOwnerLock } from "./internal/ownerLock.js"
+import { consumeRcFile, removeRcFile } from "./internal/rcFile.js"
+import { prepareWorkerRuntime } from "./internal/workerRuntime.js"
+
+/** Defaults of the executor options, as DESIGN.md fixes them. */
+export const defaults = {
+  instanceId: "default",
+  recover: "reap",
+  graceMs: 10_000,
+  killTimeoutMs: 5_000,
+  startTimeoutMs: 60_000,
+  queryTimeoutMs: 5_000,
+  completionStepTimeoutMs: 30_000,
+  maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
+  historySize: 1000,
+  helloTimeoutMs: 10_000
+} as const
+
+/** The default runtime directory: `<os tmpdir>/flexec-<uid>/<backend>-<instanceId>`. */
+export const defaultRuntimeDir = (backend: string, instanceId: string): string =>
+  path.join(os.tmpdir(), `flexec-${process.getuid?.() ?? "user"}`, `${backend}-${instanceId}`)
+
+type LaunchError = LaunchFailed | import("./Errors.js").ImageNotFound | BackendUnavailable | JobAborted
+
+interface Entry {
+  readonly jobId: JobId
+  status: ClientStatus
+  since: number
+  phase: "launching" | "launched"
+  /** Our own abort (or close) was requested before the exit was seen. */
+  abortRequested: boolean
+  startTimedOut: boolean
+  exitSeen: boolean
+  handle: JobHandle | undefined
+  channel: JobChannel | undefined
+  launchFiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
+  abortFiber: Fiber.RuntimeFiber<void> | undefined
+  readonly launched: Deferred.Deferred<void, LaunchError>
+  readonly started: Deferred.Deferred<void>
+  readonly exited: Deferred.Deferred<JobExit>
+  readonly completed: Deferred.Deferred<JobOutcome>
+  readonly allocation: Allocation
+  readonly token: string
+  readonly resourceManager: ResourceManager | undefined
+  readonly jobScope: Scope.CloseableScope
+  readonly rcFile: string | undefined
+}
+
+interface HistoryEntry {
+  readonly status: ClientStatus
+  readonly outcome: JobOutcome
+}
+
+const StatusNotification = Schema.Struct({ status: Schema.Literal(2, 3) })
+
+const emptyExit: JobExit = { code: null, signal: null, oomKilled: false, lost: false }
+
+/**
+ * The outcome table of DESIGN.md, top-down, first matching row wins. `rc` (the
+ * rc file's value, where the worker left one) stands for the exit code.
+ */
+export const classifyExit = (facts: {
+  readonly abortRequested: boolean
+  readonly startTimedOut: boolean
+  readonly startedSeen: boolean
+  readonly exit: JobExit
+  readonly rc: number | undefined
+}): number => {
+  if (facts.abortRequested) return JobReturnCode.Aborted
+  if (facts.startTimedOut) return JobReturnCode.InfrastructureError
+  if (facts.exit.lost && facts.rc === undefined) return JobReturnCode.Unknown
+  const code = facts.rc ?? facts.exit.code
+  if (code === 0 && !facts.exit.oomKilled) return JobReturnCode.Success
+  if (code !== null && code >= 101 && code <= 104) return code
+  if (!facts.startedSeen) return JobReturnCode.InfrastructureError
+  return JobReturnCode.ExecutionError
+}
+
+const describe = (e: unknown): string =>
+  e instanceof Error ? e.message : typeof e === "string" ? e : (() => {
+    try {
+      return JSON.stringify(e)
+    } catch {
+      return String(e)
+    }
+  })()
+
+const toHandlerEffect = (handler: HandlerOption, jobId: string, message: Message.Message) =>
+  Effect.suspend(() => {
+    const out = handler(jobId, message)
+    if (Effect.isEffect(out)) return out as Effect.Effect<Message.Payload, unknown>
+    if (out !== null && typeof out === "object" && typeof (out as PromiseLike<unknown>).then === "function") {
+      return Effect.tryPromise({ try: () => Promise.resolve(out as PromiseLike<Message.Payload>), catch: (e) => e })
+    }
+    return Effect.succeed(out as Message.Payload)
+  })
+
+/**
+ * Builds an executor over `options.launcher`, for the lifetime of the scope.
+ * Closing the scope aborts what still runs and waits for every job's
+ * completion. Fails with `InstanceInUse` when a live parent holds the instance.
+ */
+export const makeJobExecutor = (
+  options: JobExecutorOptions
+): Effect.Effect<ClientExecutorService, InstanceInUse | BackendUnavailable | InvalidClient, Scope.Scope> =>
+  Effect.gen(function* () {
+    const launcher = options.launcher
+    const client = yield* decodeClientInfo(options.client)
+    const instanceId = options.instanceId ?? defaults.instanceId
+    const runtimeDir = path.resolve(options.runtimeDir ?? defaultRuntimeDir(launcher.name, instanceId))
+    const graceMs = options.graceMs ?? defaults.graceMs
+    const killTimeout = Duration.millis(options.killTimeoutMs ?? defaults.killTimeoutMs)
+    const startTimeout = Duration.millis(options.startTimeoutMs ?? defaults.startTimeoutMs)
+    const queryTimeout = Duration.millis(options.queryTimeoutMs ?? defaults.queryTimeoutMs)
+    const stepTimeout = Duration.millis(options.completionStepTimeoutMs ?? defaults.completionStepTimeoutMs)
+    const maxFrameBytes = options.maxFrameBytes ?? defaults.maxFrameBytes
+    const historySize = Math.max(0, options.historySize ?? defaults.historySize)
+    const helloTimeout = Duration.millis(options.helloTimeoutMs ?? defaults.helloTimeoutMs)
+    const recoverMode = options.recover ?? defaults.recover
+    const runAs = (launcher as { readonly runAs?: { readonly uid: number; readonly gid: number } }).runAs
+
+    // The runtime directory: traversable (a job running as another user reaches its own
+    // socket directory), not listable by others.
+    yield* Effect.try({
+      try: () => {
+        fs.mkdirSync(path.join(runtimeDir, "ch"), { recursive: true, mode: 0o711 })
+        fs.chmodSync(runtimeDir, 0o711)
+        fs.chmodSync(path.join(runtimeDir, "ch"), 0o711)
+      },
+      catch: (e) => new BackendUnavailable({ backend: launcher.name, detail: `cannot create runtime directory ${runtimeDir}: ${describe(e)}` })
+    })
+    yield* acquireOwnerLock(runtimeDir, instanceId)
+    const workerRuntime = yield* Effect.try({
+      try: () => prepareWorkerRuntime(runtimeDir),
+      catch: (e) => new BackendUnavailable({ backend: launcher.name, detail: `cannot locate @flexec/core/worker: ${describe(e)}` })
+    })
+
+    const events = yield* PubSub.unbounded<ExecutorEvent>()
+    const registry = new Map<string, Entry>()
+    const history = new Map<string, HistoryEntry>()
+    let closing = false
+
+    const executorScope = yield* Effect.scope
+    // Job fibers live in their own scope, closed after the abort-all finalizer below has run.
+    const jobsScope = yield* Scope.fork(executorScope, ExecutionStrategy.sequential)
+
+    const publish = (event: ExecutorEvent) => PubSub.publish(events, event)
+    const now = Clock.currentTimeMillis
+
+    const remember = (jobId: string, entry: HistoryEntry) => {
+      history.delete(jobId)
+      history.set(jobId, entry)
+      while (history.size > historySize) {
+        const oldest = history.keys().next()
+        if (oldest.done) break
+        history.delete(oldest.value)
+      }
+    }
+
+    const setStatus = (entry: Entry, status: ClientStatus) =>
+      Effect.gen(function* () {
+        if (status <= entry.status) return false
+        entry.status = status
+        entry.since = yield* now
+        return true
+      })
+
+    // ---- requests from the job -------------------------------------------------------
+    const onRequest = (entry: Entry) => (request: IncomingRequest) => {
+      if (request.channel === Channel.Admin && request.topic === Topic.NotifyJobStatus) {
+        return Option.some(
+          Effect.gen(function* () {
+            const { status } = yield* Schema.decodeUnknown(StatusNotification)(request.message.payload)
+            const changed = yield* setStatus(entry, status)
+            const time = yield* now
+            if (status === ClientStatus.Started) {
+              yield* Deferred.succeed(entry.started, undefined)
+              if (changed) yield* publish(ExecutorEvent.Started({ jobId: entry.jobId, time }))
+            } else if (changed) {
+              yield* Deferred.succeed(entry.started, undefined)
+              yield* publish(ExecutorEvent.Stopped({ jobId: entry.jobId, time }))
+            }
+            return undefined
+          })
+        )
+      }
+      const handler = options.handlers?.[request.channel]?.[request.topic]
+      return handler === undefined ? Option.none() : Option.some(toHandlerEffect(handler, entry.jobId, request.message))
+    }
+
+    // ---- completion ---------------------------------------------------------------------
+    const complete = (entry: Entry, exit: JobExit, rc: number | undefined) =>
+      Effect.gen(function* () {
+        const returnCode = classifyExit({
+          abortRequested: entry.abortRequested,
+          startTimedOut: entry.startTimedOut,
+          startedSeen: entry.status >= ClientStatus.Started,
+          exit,
+          rc
+        })
+        const outcome: JobOutcome = { jobId: entry.jobId, returnCode, reason: reasonOf(returnCode), exit }
+        // the job's scope: the channel and whatever the backend acquired
+        yield* Scope.close(entry.jobScope, Exit.void).pipe(
+          Effect.timeout(stepTimeout),
+          Effect.catchAllCause((cause) => Effect.logWarning(`job ${entry.jobId}: closing its scope failed`, cause))
+        )
+        let freeError: string | undefined
+        if (entry.resourceManager !== undefined && Object.keys(entry.allocation).length > 0) {
+          const freed = yield* entry.resourceManager.freeResources(entry.allocation, entry.token).pipe(
+            Effect.timeoutFail({
+              duration: stepTimeout,
+              onTimeout: () => `freeResources did not return within ${Duration.toMillis(stepTimeout)} ms`
+            }),
+            Effect.exit
+          )
+          if (Exit.isFailure(freed)) {
+            freeError = Cause.isFailType(freed.cause) && typeof freed.cause.error === "string"
+              ? freed.cause.error
+              : describe(Cause.squash(freed.cause))
+          }
+        }
+        const terminal =
+          returnCode === JobReturnCode.Success || returnCode === JobReturnCode.Aborted ? ClientStatus.Stopped : ClientStatus.Exception
+        registry.delete(entry.jobId)
+        remember(entry.jobId, { status: terminal, outcome })
+        yield* setStatus(entry, terminal)
+        const time = yield* now
+        yield* publish(ExecutorEvent.Completed({ jobId: entry.jobId, time, outcome, freeError }))
+        yield* Deferred.succeed(entry.completed, outcome)
+      }).pipe(Effect.uninterruptible)
+
+    /** Waits for the exit, retrying while the backend cannot be reached. */
+    const waitForExit = (handle: JobHandle) =>
+      handle.wait.pipe(
+        Effect.tapError((e) => Effect.logWarning(`job ${handle.jobId}: backend unreachable while waiting: ${e.detail}`)),
+        Effect.retry(
+          Schedule.exponential(Duration.millis(100), 2).pipe(Schedule.union(Schedule.spaced(Duration.seconds(5))))
+        ),
+        Effect.orDie
+      )
+
+    const supervise = (entry: Entry, handle: JobHandle, withStartTimeout: boolean) =>
+      Effect.gen(function* () {
+        if (withStartTimeout) {
+          yield* Deferred.await(entry.started).pipe(
+            Effect.timeout(startTimeout),
+            Effect.catchTag("TimeoutException", () =>
+              Effect.suspend(() => {
+                if (entry.exitSeen || entry.status >= ClientStatus.Started) return Effect.void
+                entry.startTimedOut = true
+                return handle.terminate({ killAfter: killTimeout })
+              })
+            ),
+            Effect.forkIn(entry.jobScope)
+          )
+        }
+        const exit = yield* waitForExit(handle)
+        entry.exitSeen = true
+        yield* Deferred.succeed(entry.exited, exit)
+        const rc = entry.rcFile === undefined ? undefined : consumeRcFile(entry.rcFile)
+        yield* complete(entry, exit, rc)
+      })
+
+    // ---- the abort procedure (runs once per job) ----------------------------------------
+    const runAbort = (entry: Entry): Effect.Effect<void> =>
+      Effect.gen(function* () {
+        if (entry.phase === "launching") {
+          const fiber = entry.launchFiber
+          if (fiber) yield* Fiber.interrupt(fiber)
+          return
+        }
+        const handle = entry.handle!
+        const awaitExitWithin = (ms: number) =>
+          Deferred.await(entry.exited).pipe(Effect.timeout(Duration.millis(ms)), Effect.option)
+        if (entry.status === ClientStatus.Starting) {
+          yield* handle.terminate({ killAfter: killTimeout })
+          return
+        }
+        if (entry.status === ClientStatus.Started && entry.channel) {
+          yield* entry.channel
+            .request({
+              channel: Channel.ClientCommand,
+              topic: Topic.Abort,
+              message: Message.make({}),
+              timeout: Duration.millis(Math.max(1, Math.min(graceMs, Duration.toMillis(queryTimeout))))
+            })
+            .pipe(Effect.ignore)
+        }
+        const exited = yield* awaitExitWithin(graceMs)
+        if (Option.isNone(exited)) yield* handle.terminate({ killAfter: killTimeout })
+      })
+
+    const abortEntry = (entry: Entry) =>
+      Effect.gen(function* () {
+        if (!entry.exitSeen) entry.abortRequested = true
+        if (entry.abortFiber === undefined) entry.abortFiber = yield* Effect.forkIn(runAbort(entry), jobsScope)
+        yield* Deferred.await(entry.completed)
+      })
+
+    // ---- one job's life -------------------------------------------------------------------
+    const jobLife = (entry: Entry, build: (channel: JobChannel) => LaunchRequest, channelDir: string, token: string) =>
+      Effect.gen(function* () {
+        const launchPhase = Effect.gen(function* () {
+          if (entry.rcFile) removeRcFile(entry.rcFile)
+          const channel = yield* openJobChannel({
+            jobId: entry.jobId,
+            token,
+            dir: channelDir,
+            maxFrameBytes,
+            helloTimeout,
+            onRequest: onRequest(entry),
+            ...(runAs ? { owner: runAs } : {})
+          }).pipe(Scope.extend(entry.jobScope))
+          entry.channel = channel
+          const handle = yield* launcher.launch(build(channel)).pipe(Scope.extend(entry.jobScope))
+          return handle
+        })
+        const launchFiber = yield* Effect.fork(launchPhase)
+        entry.launchFiber = launchFiber
+        if (entry.abortRequested) yield* Fiber.interrupt(launchFiber)
+        const launchExit = yield* Fiber.await(launchFiber)
+        if (Exit.isFailure(launchExit)) {
+          const interrupted = Cause.isInterruptedOnly(launchExit.cause)
+          const error: LaunchError = interrupted
+            ? new JobAborted({ jobId: entry.jobId })
+            : Option.getOrElse(Cause.failureOption(launchExit.cause), () =>
+                new LaunchFailed({ jobId: entry.jobId, reason: describe(Cause.squash(launchExit.cause)) })
+              )
+          if (!interrupted) yield* Effect.logWarning(`job ${entry.jobId}: launch failed: ${error.message}`)
+          entry.exitSeen = true
+          yield* Deferred.succeed(entry.exited, emptyExit)
+          yield* Deferred.fail(entry.launched, error)
+          yield* complete(entry, emptyExit, undefined)
+          return
+        }
+        const handle = launchExit.value
+        entry.handle = handle
+        entry.phase = "launched"
+        yield* publish(ExecutorEvent.Launched({ jobId: entry.jobId, time: yield* now }))
+        yield* Deferred.succeed(entry.launched, undefined)
+        // An abort that raced the end of the launch: run it again now that there is a handle.
+        if (entry.abortRequested) entry.abortFiber = yield* Effect.forkIn(runAbort(entry), jobsScope)
+        yield* supervise(entry, handle, true)
+      })
+
+    const newEntry = (fields: {
+      jobId: JobId
+      allocation: Allocation
+      token: string
+      resourceManager: ResourceManager | undefined
+      rcFile: string | undefined
+      status: ClientStatus
+      phase: Entry["phase"]
+    }) =>
+      Effect.gen(function* () {
+        const entry: Entry = {
+          ...fields,
+          since: yield* now,
+          abortRequested: false,
+          startTimedOut: false,
+          exitSeen: false,
+          handle: undefined,
+          channel: undefined,
+          launchFiber: undefined,
+          abortFiber: undefined,
+          launched: yield* Deferred.make<void, LaunchError>(),
+          started: yield* Deferred.make<void>(),
+          exited: yield* Deferred.make<JobExit>(),
+          completed: yield* Deferred.make<JobOutcome>(),
+          jobScope: yield* Scope.make()
+        }
+        return entry
+      })
+
+    const newChannelDir = () => path.join(runtimeDir, "ch", crypto.randomBytes(6).toString("base64url"))
+
+    // ---- startApp -------------------------------------------------------------------------
+    const startApp = (params: StartAppParams): Effect.Effect<void, StartAppError> =>
+      Effect.gen(function* () {
+        const jobId = yield* decodeJobId(params.jobId)
+        const jobClient: ClientInfo = params.client === undefined ? client : yield* decodeClientInfo(params.client)
+        const site = jobClient.clientName
+        const workspaceArg = (params.args as StartAppParams["args"] | undefined)?.workspace
+        if (typeof workspaceArg !== "string" || workspaceArg.length === 0) {
+          return yield* new InvalidJobMeta({ jobId, issues: "args.workspace must be the path of the workspace" })
+        }
+        const workspace = path.resolve(workspaceArg)
+        const jobDir = path.join(workspace, jobId)
+        const metaPath = path.join(jobDir, "meta.json")
+        const deployedRaw = yield* readDeployedMeta(jobId, jobDir, metaPath)
+        const deployed = yield* decodeJobMeta(jobId, deployedRaw)
+        if (params.jobMeta !== undefined) yield* decodeJobMeta(jobId, params.jobMeta)
+        const meta = yield* mergeWithDeployed(jobId, deployed, params.jobMeta, options.allowByoc === true)
+        if (launcher.validate) yield* launcher.validate(meta, site)
+        const commandTemplate = yield* commandFor(jobId, meta, site, options.command)
+        const allocation: Allocation = params.allocatedResource ?? {}
+        const gpus = gpuIdsOf(allocation)
+        yield* checkGpuCount(jobId, meta, site, gpus)
+        const set = params.args.set ?? {}
+        const setJson = yield* Effect.try({
+          try: () => JSON.stringify(set),
+          catch: () => new InvalidJobMeta({ jobId, issues: "args.set must be JSON-serializable" })
+        })
+        const resourceManager = params.resourceManager === undefined ? undefined : adapt(params.resourceManager)
+        if (Object.keys(allocation).length > 0 && resourceManager === undefined) {
+          return yield* new InvalidJobMeta({ jobId, issues: "allocatedResource was given without the resourceManager it is freed to" })
+        }
+
+        // Register atomically (no yield between the check and the set).
+        if (closing) {
+          return yield* new BackendUnavailable({ backend: launcher.name, detail: "the executor is closing" })
+        }
+        const entry = yield* newEntry({
+          jobId,
+          allocation,
+          token: params.token ?? "",
+          resourceManager,
+          rcFile: path.join(jobDir, "_process_rc.txt"),
+          status: ClientStatus.Starting,
+          phase: "launching"
+        })
+        if (registry.has(jobId)) {
+          yield* Scope.close(entry.jobScope, Exit.void)
+          return yield* new JobAlreadyRegistered({ jobId })
+        }
+        registry.set(jobId, entry)
+        history.delete(jobId)
+
+        const startup = options.startup ?? path.join(workspace, "startup")
+        const paths = {
+          workspace,
+          jobDir,
+          appDir: path.join(jobDir, `app_${site}`),
+          startup,
+          local: path.join(workspace, "local"),
+          logFile: path.join(jobDir, "log.txt"),
+          rcFile: path.join(jobDir, "_process_rc.txt"),
+          runtimeDir
+        }
+        const command = resolveCommand(commandTemplate ?? [process.execPath, "{appDir}/main.js"], {
+          workspace,
+          jobDir: paths.jobDir,
+          appDir: paths.appDir,
+          jobId,
+          startup
+        })
+        const token = crypto.randomBytes(32).toString("base64url")
+        const channelDir = newChannelDir()
+        const build = (channel: JobChannel): LaunchRequest => ({
+          jobId,
+          client: jobClient,
+          site,
+          instanceId,
+          meta,
+          paths,
+          allocation,
+          gpus,
+          commandTemplate,
+          command,
+          env: buildJobEnv({
+            parent: process.env,
+            inherit: options.inheritEnv ?? [],
+            site: options.env ?? {},
+            flexec: {
+              FLEXEC_PARENT_URL: channel.info.url,
+              FLEXEC_CHANNEL_TOKEN: token,
+              FLEXEC_JOB_ID: jobId,
+              FLEXEC_CLIENT_NAME: site,
+              FLEXEC_INSTANCE_ID: instanceId,
+              FLEXEC_WORKSPACE: workspace,
+              FLEXEC_JOB_DIR: jobDir,
+              FLEXEC_STARTUP_DIR: startup,
+              FLEXEC_SET: setJson,
+              FLEXEC_WORKER_MODULE: workerRuntime.modulePath,
+              FLEXEC_JOB_AUTH_TOKEN: jobClient.token,
+              FLEXEC_JOB_TOKEN_SIGNATURE: jobClient.tokenSignature,
+              FLEXEC_JOB_SSID: jobClient.ssid
+            }
+          }),
+          channel: channel.info,
+          set,
+          labels: { ...options.labels },
+          killTimeout,
+          workerRuntime
+        })
+        yield* Effect.forkIn(jobLife(entry, build, channelDir, token), jobsScope)
+        yield* Deferred.await(entry.launched)
+      })
+
+    // ---- queries ----------------------------------------------------------------------------
+    const statusOf = (jobId: string) =>
+      decodeJobId(jobId).pipe(
+        Effect.map((id) => registry.get(id)?.status ?? history.get(id)?.status ?? ClientStatus.NotStarted)
+      )
+
+    const channelOf = (jobId: JobId) =>
+      Effect.suspend(() => {
+        const channel = registry.get(jobId)?.channel
+        return channel ? Effect.succeed(channel) : Effect.fail(new TargetUnreachable({ jobId }))
+      })
+
+    const request = (jobId: string, topic: string, payload: Message.Payload, timeout = queryTimeout) =>
+      Effect.gen(function* () {
+        const id = yield* decodeJobId(jobId)
+        const channel = yield* channelOf(id)
+        return yield* channel.request({ channel: Channel.ClientCommand, topic, message: Message.make(payload), timeout })
+      })
+
+    const asRecord = (payload: Message.Payload): Record<string, any> =>
+      typeof payload === "object" && payload !== null && !(payload instanceof Uint8Array) && !Array.isArray(payload)
+        ? (payload as Record<string, any>)
+        : {}
+
+    const sendToJob = (params: SendToJobParams) =>
+      Effect.gen(function* () {
+        const id = yield* decodeJobId(params.jobId)
+        const channel = yield* channelOf(id)
+        const reply = yield* channel
+          .request({
+            channel: params.channel,
+            topic: params.topic,
+            message: params.message,
+            timeout: params.timeout ?? queryTimeout
+          })
+          .pipe(
+            Effect.tapError((e) =>
+              params.optional ? Effect.logDebug(`sendToJob ${id}: ${e.message}`) : Effect.logWarning(`sendToJob ${id}: ${e.message}`)
+            )
+          )
+        return reply
+      })
+
+    const abortApp = (jobId: string) =>
+      Effect.gen(function* () {
+        const id = yield* decodeJobId(jobId)
+        const entry = registry.get(id)
+        if (entry === undefined) return
+        yield* abortEntry(entry)
+      })
+
+    const service: ClientExecutorService = {
+      startApp,
+      checkStatus: (jobId) => statusOf(jobId).pipe(Effect.map(statusMessage)),
+      getStatus: statusOf,
+      abortApp,
+      abortTask: (jobId) =>
+        Effect.gen(function* () {
+          const id = yield* decodeJobId(jobId)
+          const entry = registry.get(id)
+          if (entry === undefined || entry.status === ClientStatus.Starting) return yield* new TargetUnreachable({ jobId: id })
+          yield* request(id, Topic.AbortTask, {})
+        }),
+      getRunInfo: (jobId) => request(jobId, Topic.ShowStats, {}).pipe(Effect.map((m) => asRecord(m.payload))),
+      getErrors: (jobId) => request(jobId, Topic.ShowErrors, {}).pipe(Effect.map((m) => asRecord(m.payload))),
+      resetErrors: (jobId) => request(jobId, Topic.ResetErrors, {}).pipe(Effect.asVoid),
+      configureJobLog: (jobId, config) =>
+        request(jobId, Topic.ConfigureJobLog, config as Message.Json).pipe(Effect.asVoid),
+      sendToJob,
+      jobs: Effect.sync(() =>
+        [...registry.values()].map((e): JobSummary => ({ jobId: e.jobId, status: e.status, since: e.since }))
+      ),
+      events: Stream.fromPubSub(events),
+      subscribe: PubSub.subscribe(events),
+      awaitCompletion: (jobId) =>
+        Effect.gen(function* () {
+          const id = yield* decodeJobId(jobId)
+          const entry = registry.get(id)
+          if (entry) return yield* Deferred.await(entry.completed)
+          const done = history.get(id)
+          if (done) return done.outcome
+          return yield* new JobNotFound({ jobId: id })
+        })
+    }
+
+    // ---- recovery -------------------------------------------------------------------------
+    if (recoverMode !== "off" && launcher.recover && launcher.capabilities.recover) {
+      const found = yield* launcher.recover(instanceId)
+      const adopt = recoverMode === "adopt" && launcher.capabilities.adopt
+      for (const job of found) {
+        if (adopt && job.channelToken !== undefined && job.channelDir !== undefined && !registry.has(job.jobId)) {
+          yield* adoptJob(job)
+        } else {
+          yield* reapJob(job)
+        }
+      }
+    }
+
+    function reapJob(job: RecoveredJob) {
+      return Effect.gen(function* () {
+        yield* job.handle.terminate({ killAfter: killTimeout })
+        yield* job.handle.wait.pipe(
+          Effect.timeout(Duration.sum(killTimeout, Duration.seconds(5))),
+          Effect.catchAll((e) => Effect.logWarning(`recovery: job ${job.jobId} did not confirm its exit: ${describe(e)}`))
+        )
+        if (job.channelDir) fs.rmSync(job.channelDir, { recursive: true, force: true })
+        yield* publish(ExecutorEvent.Recovered({ jobId: job.jobId, time: yield* now, action: "reaped" }))
+      })
+    }
+
+    function adoptJob(job: RecoveredJob) {
+      return Effect.gen(function* () {
+        const entry = yield* newEntry({
+          jobId: job.jobId,
+          allocation: {},
+          token: "",
+          resourceManager: undefined,
+          rcFile: undefined,
+          status: ClientStatus.Started,
+          phase: "launched"
+        })
+        fs.rmSync(job.channelDir!, { recursive: true, force: true })
+        const channel = yield* openJobChannel({
+          jobId: job.jobId,
+          token: job.channelToken!,
+          dir: job.channelDir!,
+          maxFrameBytes,
+          helloTimeout,
+          onRequest: onRequest(entry),
+          ...(runAs ? { owner: runAs } : {})
+        }).pipe(
+          Scope.extend(entry.jobScope),
+          Effect.mapError((e) => new BackendUnavailable({ backend: launcher.name, detail: e.message }))
+        )
+        entry.channel = channel
+        entry.handle = job.handle
+        yield* Deferred.succeed(entry.started, undefined)
+        yield* Deferred.succeed(entry.launched, undefined)
+        registry.set(job.jobId, entry)
+        yield* Effect.forkIn(supervise(entry, job.handle, false), jobsScope)
+        yield* publish(ExecutorEvent.Recovered({ jobId: job.jobId, time: yield* now, action: "adopted" }))
+      })
+    }
+
+    // Leftover socket directories of the previous parent that nobody adopted.
+    yield* Effect.sync(() => {
+      const adoptedDirs = new Set([...registry.values()].map((e) => e.channel?.info.dir))
+      for (const name of fs.readdirSync(path.join(runtimeDir, "ch"))) {
+        const dir = path.join(runtimeDir, "ch", name)
+        if (!adoptedDirs.has(dir)) fs.rmSync(dir, { recursive: true, force: true })
+      }
+    })
+
+    // close(): abort what still runs and wait for every pipeline (runs before jobsScope closes).
+    yield* Effect.addFinalizer(() =>
+      Effect.gen(function* () {
+        closing = true
+        yield* Effect.forEach([...registry.values()], abortEntry, { concurrency: "unbounded", discard: true })
+      })
+    )
+
+    return service
+  })
+
+// ---- validation helpers ---------------------------------------------------------------------
+
+const readDeployedMeta = (jobId: JobId, jobDir: string, metaPath: string) =>
+  Effect.gen(function* () {
+    const jobDirStat = yield* Effect.sync(() => {
+      try {
+        return fs.lstatSync(jobDir)
+      } catch {
+        return undefined
+      }
+    })
+    if (jobDirStat === undefined) return yield* new JobMetaMissing({ jobId, path: metaPath })
+    if (jobDirStat.isSymbolicLink() || !jobDirStat.isDirectory()) {
+      return yield* new InvalidJobMeta({ jobId, issues: `${jobDir} must be a directory, not a symbolic link or a file` })
+    }
+    const text = yield* Effect.sync(() => {
+      let fd: number | undefined
+      try {
+        fd = fs.openSync(metaPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+        return fs.readFileSync(fd, "utf8")
+      } catch {
+        return undefined
+      } finally {
+        if (fd !== undefined) fs.closeSync(fd)
+      }
+    })
+    if (text === undefined) return yield* new JobMetaMissing({ jobId, path: metaPath })
+    return yield* Effect.try({
+      try: () => JSON.parse(text) as unknown,
+      catch: (e) => new InvalidJobMeta({ jobId, issues: `${metaPath} is not valid JSON: ${describe(e)}` })
+    })
+  })
+
+/** The argv template: the job's own `launcher_spec.<site|default>.process.command` with BYOC, else the site's. */
+const commandFor = (
+  jobId: string,
+  meta: JobMeta,
+  site: string,
+  siteCommand: ReadonlyArray<string> | undefined
+): Effect.Effect<ReadonlyArray<string> | undefined, InvalidJobMeta> => {
+  const processSpec = launcherSpecFor(meta, site, "process")
+  const own = processSpec?.command
+  if (own !== undefined) {
+    if (meta.byoc !== true) {
+      return Effect.fail(
+        new InvalidJobMeta({
+          jobId,
+          issues: "launcher_spec.process.command needs a deployed meta with byoc: true and a site that allows BYOC (allowByoc)"
+        })
+      )
+    }
+    if (!Array.isArray(own) || own.length === 0 || !own.every((a) => typeof a === "string" && a.length > 0)) {
+      return Effect.fail(new InvalidJobMeta({ jobId, issues: "launcher_spec.process.command must be a non-empty array of non-empty strings" }))
+    }
+    return Effect.succeed(own as ReadonlyArray<string>)
+  }
+  if (siteCommand !== undefined && (siteCommand.length === 0 || !siteCommand.every((a) => typeof a === "string"))) {
+    return Effect.fail(new InvalidJobMeta({ jobId, issues: "the site's command must be a non-empty array of strings" }))
+  }
+  return Effect.succeed(siteCommand)
+}
+
+const checkGpuCount = (jobId: string, meta: JobMeta, site: string, gpus: ReadonlyArray<string>) => {
+  const requested = resourceSpecFor(meta, site).num_of_gpus
+  if (requested === undefined || requested === null) return Effect.void
+  if (typeof requested !== "number" || !Number.isInteger(requested) || requested < 0) {
+    return Effect.fail(new InvalidJobMeta({ jobId, issues: `resource_spec.num_of_gpus must be an integer ≥ 0, got ${JSON.stringify(requested)}` }))
+  }
+  if (requested !== gpus.length) {
+    return Effect.fail(
+      new InvalidJobMeta({ jobId, issues: `resource_spec asks for ${requested} GPU(s) but the allocation holds ${gpus.length}` })
+    )
+  }
+  return Effect.void
+}
+
+/** `makeJobExecutor` as a `Layer` of `ClientExecutor`. */
+export const jobExecutorLayer = (
+  options: JobExecutorOptions
+): Layer.Layer<ClientExecutor, InstanceInUse | BackendUnavailable | InvalidClient> =>
+  Layer.scoped(ClientExecutor, makeJobExecutor(options))
+
+/** Re-exported for callers that only want the types. */
+export type { RequestError }

@@ -1,0 +1,17 @@
+/**
+ * `@flexec/core`: the contract, the engine and the wire protocol of flexec.
+ *
+ * @since 0.1.0
+ */
+export * from "./Errors.js"
+export * from "./Status.js"
+export * from "./JobId.js"
+export * as Message from "./Message.js"
+export type { Json, Headers, HeaderValue, Payload } from "./Message.js"
+export * from "./JobMeta.js"
+export * from "./JobLauncher.js"
+export * from "./ResourceManager.js"
+export * from "./ClientExecutor.js"
+export * from "./ExecutorOptions.js"
+export * from "./JobExecutor.js"
+export * from "./protocol/ChannelServer.js"

@@ -1,0 +1,154 @@
+/**
+ * `@flexec/core/promise`: the executor as Promises, for callers who do not use
+ * Effect. Rejections are the tagged error objects themselves (`_tag` and fields
+ * intact), never a `FiberFailure` wrapper.
+ *
+ * @since 0.1.0
+ */
+import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Stream } from "effect"
+import type { Layer } from "effect"
+import { ClientExecutor } from "../ClientExecutor.js"
+import type {
+  ExecutorEvent,
+  JobLogConfig,
+  JobOutcome,
+  JobSummary,
+  StartAppParams
+} from "../ClientExecutor.js"
+import type { Message } from "../Message.js"
+import type { ClientStatus, StatusMessage } from "../Status.js"
+
+/** Parameters of the facade's `sendToJob` (timeout in milliseconds). */
+export interface PromiseSendToJobParams {
+  readonly jobId: string
+  readonly channel: string
+  readonly topic: string
+  readonly message: Message
+  readonly timeout?: number
+  readonly optional?: boolean
+}
+
+/** The executor as Promises. */
+export interface PromiseExecutor {
+  startApp(params: StartAppParams): Promise<void>
+  checkStatus(jobId: string): Promise<StatusMessage>
+  getStatus(jobId: string): Promise<ClientStatus>
+  abortApp(jobId: string): Promise<void>
+  abortTask(jobId: string): Promise<void>
+  getRunInfo(jobId: string): Promise<Readonly<Record<string, unknown>>>
+  getErrors(jobId: string): Promise<Readonly<Record<string, Readonly<Record<string, string>>>>>
+  resetErrors(jobId: string): Promise<void>
+  configureJobLog(jobId: string, config: JobLogConfig): Promise<void>
+  sendToJob(params: PromiseSendToJobParams): Promise<Message>
+  awaitCompletion(jobId: string): Promise<JobOutcome>
+  jobs(): Promise<ReadonlyArray<JobSummary>>
+  /** Events from the moment of this call, until the loop breaks or the executor closes. */
+  events(): AsyncIterable<ExecutorEvent>
+  /** Aborts what still runs and releases every resource. */
+  close(): Promise<void>
+}
+
+const toRejection = (cause: Cause.Cause<unknown>): unknown => {
+  const failure = Cause.failureOption(cause)
+  if (failure._tag === "Some") return failure.value
+  const squashed = Cause.squash(cause)
+  return squashed instanceof Error ? squashed : new Error(Cause.pretty(cause))
+}
+
+/**
+ * Builds the executor of `layer` and resolves once it is fully started
+ * (recovery done). Rejects with the layer's error (e.g. `InstanceInUse`).
+ */
+export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>): Promise<PromiseExecutor> => {
+  const runtime = ManagedRuntime.make(layer)
+  const run = async <A>(effect: Effect.Effect<A, unknown, ClientExecutor>): Promise<A> => {
+    const exit = await runtime.runPromiseExit(effect)
+    if (Exit.isSuccess(exit)) return exit.value
+    throw toRejection(exit.cause)
+  }
+  let service: ClientExecutor["Type"]
+  try {
+    service = await run(ClientExecutor)
+  } catch (e) {
+    await runtime.dispose().catch(() => undefined)
+    throw e
+  }
+
+  // One subscription fans out to every `events()` iterator, so an iterator is
+  // live from the moment `events()` is called.
+  const listeners = new Set<(event: ExecutorEvent | undefined) => void>()
+  const pump = await run(
+    Effect.gen(function* () {
+      const ready = yield* Deferred.make<void>()
+      const fiber = yield* Effect.forkDaemon(
+        Effect.scoped(
+          Effect.gen(function* () {
+            const queue = yield* service.subscribe
+            yield* Deferred.succeed(ready, undefined)
+            yield* Stream.fromQueue(queue).pipe(
+              Stream.runForEach((event) => Effect.sync(() => listeners.forEach((l) => l(event))))
+            )
+          })
+        )
+      )
+      yield* Deferred.await(ready)
+      return fiber
+    })
+  )
+  let closed: Promise<void> | undefined
+
+  const events = (): AsyncIterable<ExecutorEvent> => {
+    const buffer: Array<ExecutorEvent> = []
+    let wake: (() => void) | undefined
+    let done = closed !== undefined
+    const listener = (event: ExecutorEvent | undefined) => {
+      if (event === undefined) done = true
+      else buffer.push(event)
+      wake?.()
+    }
+    listeners.add(listener)
+    return {
+      [Symbol.asyncIterator]: () => ({
+        next: async (): Promise<IteratorResult<ExecutorEvent>> => {
+          while (buffer.length === 0 && !done) await new Promise<void>((resolve) => (wake = resolve))
+          wake = undefined
+          const event = buffer.shift()
+          if (event !== undefined) return { value: event, done: false }
+          listeners.delete(listener)
+          return { value: undefined, done: true }
+        },
+        return: async (): Promise<IteratorResult<ExecutorEvent>> => {
+          done = true
+          listeners.delete(listener)
+          return { value: undefined, done: true }
+        }
+      })
+    }
+  }
+
+  return {
+    startApp: (params) => run(service.startApp(params)),
+    checkStatus: (jobId) => run(service.checkStatus(jobId)),
+    getStatus: (jobId) => run(service.getStatus(jobId)),
+    abortApp: (jobId) => run(service.abortApp(jobId)),
+    abortTask: (jobId) => run(service.abortTask(jobId)),
+    getRunInfo: (jobId) => run(service.getRunInfo(jobId)),
+    getErrors: (jobId) => run(service.getErrors(jobId)),
+    resetErrors: (jobId) => run(service.resetErrors(jobId)),
+    configureJobLog: (jobId, config) => run(service.configureJobLog(jobId, config)),
+    sendToJob: ({ timeout, ...params }) =>
+      run(service.sendToJob(timeout === undefined ? params : { ...params, timeout: `${timeout} millis` as const })),
+    awaitCompletion: (jobId) => run(service.awaitCompletion(jobId)),
+    jobs: () => run(service.jobs),
+    events,
+    close: () => {
+      closed ??= (async () => {
+        await runtime.dispose()
+        await Effect.runPromise(Fiber.interrupt(pump))
+        listeners.forEach((l) => l(undefined))
+        listeners.clear()
+      })()
+      return closed
+    }
+  }
+}
