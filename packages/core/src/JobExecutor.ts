@@ -240,6 +240,8 @@ export const makeJobExecutor = (
         return Option.some(
           Effect.gen(function* () {
             const { status } = yield* Schema.decodeUnknown(StatusNotification)(request.message.payload)
+            // Started is never published before Launched
+            yield* Deferred.await(entry.launched).pipe(Effect.ignore)
             const changed = yield* setStatus(entry, status)
             const time = yield* now
             if (status === ClientStatus.Started) {
@@ -269,13 +271,18 @@ export const makeJobExecutor = (
         })
         const outcome: JobOutcome = { jobId: entry.jobId, returnCode, reason: reasonOf(returnCode), exit }
         // the job's scope: the channel and whatever the backend acquired
+        // Each step may hang: run it interruptibly and disconnected, so its timeout returns.
         yield* Scope.close(entry.jobScope, Exit.void).pipe(
+          Effect.disconnect,
+          Effect.interruptible,
           Effect.timeout(stepTimeout),
           Effect.catchAllCause((cause) => Effect.logWarning(`job ${entry.jobId}: closing its scope failed`, cause))
         )
         let freeError: string | undefined
         if (entry.resourceManager !== undefined && Object.keys(entry.allocation).length > 0) {
           const freed = yield* entry.resourceManager.freeResources(entry.allocation, entry.token).pipe(
+            Effect.disconnect,
+            Effect.interruptible,
             Effect.timeoutFail({
               duration: stepTimeout,
               onTimeout: () => `freeResources did not return within ${Duration.toMillis(stepTimeout)} ms`
