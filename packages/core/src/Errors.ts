@@ -155,14 +155,21 @@ export class MessageTooBig extends Schema.TaggedError<MessageTooBig>()("MessageT
   }
 }
 
-/** The peer has no handler for that channel and topic. */
+/**
+ * The peer has no handler for that channel and topic; or, with `reason`, the
+ * request was refused before it was sent (its payload cannot travel, e.g. a
+ * `Uint8Array` nested inside JSON).
+ */
 export class InvalidRequest extends Schema.TaggedError<InvalidRequest>()("InvalidRequest", {
   jobId: Schema.String,
   channel: Schema.String,
-  topic: Schema.String
+  topic: Schema.String,
+  reason: Schema.optional(Schema.String)
 }) {
   override get message(): string {
-    return `job '${this.jobId}' has no handler for ${this.channel}/${this.topic}`
+    return this.reason === undefined
+      ? `job '${this.jobId}' has no handler for ${this.channel}/${this.topic}`
+      : `request ${this.channel}/${this.topic} to job '${this.jobId}' was not sent: ${this.reason}`
   }
 }
 

@@ -136,7 +136,16 @@ export class FrameDecoder {
   private skipRemaining = 0
   private failed = false
 
-  constructor(readonly maxFrame: number = DEFAULT_MAX_FRAME_BYTES) {}
+  /**
+   * Largest frame accepted; larger ones become `oversize` events. It may be
+   * changed between chunks, or from inside `emit` (it applies to the next frame),
+   * e.g. raised once the hello has been checked.
+   */
+  maxFrame: number
+
+  constructor(maxFrame: number = DEFAULT_MAX_FRAME_BYTES) {
+    this.maxFrame = maxFrame
+  }
 
   /** Bytes currently buffered for a partial frame (for tests and accounting). */
   get buffered(): number {
@@ -195,6 +204,7 @@ export class FrameDecoder {
       const length = this.prefix.readUInt32BE(0)
       const headerLen = this.prefix.readUInt32BE(4)
       if (length < 4) return this.fail(emit, `frame length ${length} is shorter than its header length field`)
+      if (headerLen === 0) return this.fail(emit, "frame header is empty")
       if (headerLen > MAX_HEADER_BYTES) return this.fail(emit, `frame header of ${headerLen} bytes exceeds ${MAX_HEADER_BYTES}`)
       if (headerLen > length - 4) return this.fail(emit, `frame header length ${headerLen} exceeds the frame length ${length}`)
       if (length > this.maxFrame) {
@@ -203,7 +213,6 @@ export class FrameDecoder {
         this.skipHeaderPos = 0
         // the payload follows the header; it is skipped once the header is read
         this.pendingSkip = length - 4 - headerLen
-        if (headerLen === 0) return this.fail(emit, "frame header is empty")
         continue
       }
       this.frame = Buffer.allocUnsafe(length)

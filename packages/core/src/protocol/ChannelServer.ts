@@ -4,10 +4,23 @@
  *
  * @since 0.1.0
  */
-import type { Duration, Effect, Option, Scope } from "effect"
-import type { LaunchFailed, RequestError } from "../Errors.js"
+import { Duration, Effect, Either, FiberSet, Option, Stream, SubscriptionRef } from "effect"
+import type { Scope } from "effect"
+import { Buffer } from "node:buffer"
+import { createHash, timingSafeEqual } from "node:crypto"
+import * as fs from "node:fs/promises"
+import * as net from "node:net"
+import * as path from "node:path"
+import type { Duplex } from "node:stream"
+import { LaunchFailed, TargetUnreachable } from "../Errors.js"
+import type { RequestError } from "../Errors.js"
+import * as codec from "../internal/codec.js"
+import { duplexPair } from "../internal/duplexPair.js"
 import type { ChannelInfo } from "../JobLauncher.js"
 import type { Message, Payload } from "../Message.js"
+import { makeConnection, makeFramedStream } from "./Connection.js"
+import type { Connection } from "./Connection.js"
+import * as Frame from "./Frame.js"
 
 /** A request or notification the job sent to the parent. */
 export interface IncomingRequest {
@@ -66,9 +79,241 @@ export interface JobChannel {
   readonly isConnected: Effect.Effect<boolean>
   /** Waits until a worker is connected. */
   readonly awaitConnected: Effect.Effect<void>
-  /** Closes the live connection, if any. */
+  /** Closes the live connection, if any (its pending requests fail with `TargetUnreachable`). */
   readonly disconnect: Effect.Effect<void>
+  /** Requests to the job still waiting for their reply (for diagnostics and tests). */
+  readonly pendingRequests: Effect.Effect<number>
 }
 
-/** Opens a job's channel in the given scope. Fails with `LaunchFailed` (e.g. socket path too long). */
-export declare const openJobChannel: (options: JobChannelOptions) => Effect.Effect<JobChannel, LaunchFailed, Scope.Scope>
+
+/** Default name of the socket file in the job's directory. */
+export const DEFAULT_SOCKET_NAME = "ch.sock"
+
+/** Default time a connection has to say hello. */
+export const DEFAULT_HELLO_TIMEOUT: Duration.Duration = Duration.seconds(10)
+
+/** Longest unix socket path (bytes; `sun_path` holds 108 with the terminating NUL). */
+export const MAX_SOCKET_PATH_BYTES = 107
+
+const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest()
+
+/** Why a first event is not a valid hello for this job, or `undefined` when it is one. */
+const helloProblem = (event: codec.DecodeEvent, jobId: string, tokenDigest: Buffer): string | undefined => {
+  if (event.type === "error") return `malformed first frame: ${event.reason}`
+  if (event.type === "oversize") return `oversize first frame (${event.size} bytes)`
+  const header = event.header
+  if (header.kind !== "hello") return `first frame is ${header.kind}, not hello`
+  if (header.version !== codec.PROTOCOL_VERSION) return `unsupported protocol version ${JSON.stringify(header.version)}`
+  if (event.payload.byteLength !== 0) return "hello carries a payload"
+  // compare the token first, in constant time, whatever the job id
+  const tokenOk = typeof header.token === "string" && timingSafeEqual(digest(header.token), tokenDigest)
+  if (header.jobId !== jobId) return `hello names job ${JSON.stringify(header.jobId)}`
+  if (!tokenOk) return "wrong token"
+  return undefined
+}
+
+const launchFailed = (jobId: string, reason: string, cause?: unknown) =>
+  new LaunchFailed(cause === undefined ? { jobId, reason } : { jobId, reason, cause })
+
+const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
+
+/** Creates the private directory (0700, must not exist), chowned to `owner` when given. */
+const makePrivateDir = (jobId: string, dir: string, owner: JobChannelOptions["owner"]) =>
+  Effect.tryPromise({
+    try: async () => {
+      await fs.mkdir(dir, { mode: 0o700 })
+      try {
+        await fs.chmod(dir, 0o700)
+        if (owner) await fs.chown(dir, owner.uid, owner.gid)
+      } catch (error) {
+        await fs.rm(dir, { recursive: true, force: true })
+        throw error
+      }
+    },
+    catch: (error) => launchFailed(jobId, `cannot create the channel directory ${dir}: ${describe(error)}`, error)
+  })
+
+const removeDir = (dir: string) =>
+  Effect.tryPromise(() => fs.rm(dir, { recursive: true, force: true })).pipe(
+    Effect.catchAll((error) => Effect.logWarning(`could not remove the channel directory ${dir}: ${describe(error)}`))
+  )
+
+/** Listens on `socketPath`; every accepted socket goes to `onSocket`. */
+const listen = (jobId: string, socketPath: string, onSocket: (socket: net.Socket) => void) =>
+  Effect.async<net.Server, LaunchFailed>((resume) => {
+    const server = net.createServer({ allowHalfOpen: false })
+    const onError = (error: Error) => {
+      server.close()
+      resume(Effect.fail(launchFailed(jobId, `cannot listen on ${socketPath}: ${describe(error)}`, error)))
+    }
+    server.on("connection", onSocket)
+    server.once("error", onError)
+    server.listen(socketPath, () => {
+      server.off("error", onError)
+      server.on("error", () => {})
+      resume(Effect.succeed(server))
+    })
+  })
+
+const closeServer = (server: net.Server, sockets: Set<net.Socket>) =>
+  Effect.async<void>((resume) => {
+    server.close(() => resume(Effect.void))
+    for (const socket of sockets) socket.destroy()
+    sockets.clear()
+  }).pipe(Effect.timeoutOption(Duration.seconds(5)), Effect.asVoid)
+
+/**
+ * Opens a job's channel in the given scope: creates `options.dir` (0700; it must
+ * not exist) and listens on `<dir>/<socketName>`. Closing the scope closes the
+ * server and the live connection (pending requests fail with
+ * `TargetUnreachable`) and removes the socket and the directory.
+ *
+ * A connection must say `hello { version: 1, jobId, token }` within
+ * `helloTimeout`; it is answered `hello_ok { version: 1, maxFrame }` or closed
+ * (wrong token or job id, another first frame, an oversize first frame, or a
+ * live connection already there). Then requests flow both ways.
+ *
+ * Fails with `LaunchFailed` when the socket path is longer than 107 bytes, the
+ * directory exists or cannot be made or chowned, or the socket cannot listen.
+ */
+export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobChannel, LaunchFailed, Scope.Scope> =>
+  Effect.gen(function* () {
+    const { dir, jobId, onRequest, owner } = options
+    const socketName = options.socketName ?? DEFAULT_SOCKET_NAME
+    const socketPath = path.join(dir, socketName)
+    const maxFrameBytes = options.maxFrameBytes ?? codec.DEFAULT_MAX_FRAME_BYTES
+    const helloTimeout = Duration.decode(options.helloTimeout ?? DEFAULT_HELLO_TIMEOUT)
+    const tokenDigest = digest(options.token)
+
+    if (socketName.length === 0 || socketName.includes("/") || socketName === "." || socketName === "..") {
+      return yield* launchFailed(jobId, `invalid socket name ${JSON.stringify(socketName)}`)
+    }
+    const pathBytes = Buffer.byteLength(socketPath, "utf8")
+    if (pathBytes > MAX_SOCKET_PATH_BYTES) {
+      return yield* launchFailed(
+        jobId,
+        `socket path ${socketPath} is ${pathBytes} bytes; unix socket paths are limited to ${MAX_SOCKET_PATH_BYTES} (use a shorter runtime directory)`
+      )
+    }
+    if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 4 + codec.MAX_HEADER_BYTES || maxFrameBytes > 0xffffffff) {
+      return yield* launchFailed(jobId, `maxFrameBytes ${maxFrameBytes} is not an integer between ${4 + codec.MAX_HEADER_BYTES} and ${0xffffffff}`)
+    }
+
+    yield* Effect.acquireRelease(makePrivateDir(jobId, dir, owner), () => removeDir(dir))
+
+    const live = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
+    /** Set from a valid hello until that connection is gone. */
+    let claimed = false
+    let closing = false
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        closing = true
+      })
+    )
+    const run = yield* FiberSet.makeRuntime<never, void, never>()
+
+    const handshake = (stream: Duplex) =>
+      Effect.gen(function* () {
+        let problem: string | undefined = "no hello"
+        const framed = yield* makeFramedStream(stream, {
+          maxFrameBytes,
+          firstFrame: {
+            // a hello is a header and nothing else
+            maxFrameBytes: Math.min(maxFrameBytes, 4 + codec.MAX_HEADER_BYTES),
+            accept: (event) => {
+              problem = helloProblem(event, jobId, tokenDigest)
+              return problem === undefined
+            }
+          }
+        })
+        const first = yield* framed.next.pipe(Effect.timeoutOption(helloTimeout))
+        if (Option.isNone(first)) {
+          return yield* Effect.logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)
+        }
+        if (Option.isNone(first.value)) return yield* Effect.logDebug("a connection closed before its hello")
+        if (problem !== undefined) return yield* Effect.logWarning(`refused a connection: ${problem}`)
+        const admitted = yield* Effect.sync(() => {
+          if (claimed || closing) return false
+          claimed = true
+          return true
+        })
+        if (!admitted) return yield* Effect.logWarning("refused a second connection while one is live")
+        yield* Effect.addFinalizer(() =>
+          Effect.sync(() => {
+            claimed = false
+          })
+        )
+        const helloOk = Frame.encodeHeaderFrame(
+          { kind: "hello_ok", version: codec.PROTOCOL_VERSION, maxFrame: maxFrameBytes },
+          undefined,
+          maxFrameBytes
+        )
+        if (Either.isLeft(helloOk) || !(yield* framed.write(helloOk.right.chunks))) return
+        const connection = yield* makeConnection(framed, {
+          jobId,
+          maxFrameBytes,
+          onRequest,
+          ...(options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: options.maxConcurrentRequests } : {})
+        })
+        yield* Effect.acquireRelease(SubscriptionRef.set(live, Option.some(connection)), () =>
+          SubscriptionRef.update(live, (current) =>
+            Option.isSome(current) && current.value === connection ? Option.none() : current
+          )
+        )
+        yield* Effect.logDebug("worker connected")
+        yield* connection.closed
+        yield* Effect.logDebug("worker disconnected")
+      }).pipe(Effect.scoped, Effect.annotateLogs({ jobId }))
+
+    const accept = (stream: Duplex): void => {
+      if (closing) {
+        stream.destroy()
+        return
+      }
+      run(handshake(stream))
+    }
+
+    const sockets = new Set<net.Socket>()
+    const server = yield* Effect.acquireRelease(
+      listen(jobId, socketPath, (socket) => {
+        sockets.add(socket)
+        socket.once("close", () => sockets.delete(socket))
+        accept(socket)
+      }),
+      (server) => closeServer(server, sockets)
+    )
+    void server
+    yield* Effect.tryPromise({
+      try: async () => {
+        await fs.chmod(socketPath, 0o600)
+        if (owner) await fs.chown(socketPath, owner.uid, owner.gid)
+      },
+      catch: (error) => launchFailed(jobId, `cannot set the owner of ${socketPath}: ${describe(error)}`, error)
+    })
+
+    const info: ChannelInfo = {
+      dir,
+      socketName,
+      socketPath,
+      url: `unix://${socketPath}`,
+      token: options.token,
+      connectInProcess: () => {
+        const [job, parent] = duplexPair()
+        accept(parent)
+        return job
+      }
+    }
+
+    const current = SubscriptionRef.get(live)
+    return {
+      info,
+      request: (request) =>
+        Effect.flatMap(current, (connection) =>
+          Option.isSome(connection) ? connection.value.request(request) : Effect.fail(new TargetUnreachable({ jobId }))
+        ),
+      isConnected: Effect.map(current, Option.isSome),
+      awaitConnected: live.changes.pipe(Stream.filter(Option.isSome), Stream.take(1), Stream.runDrain),
+      disconnect: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.close : Effect.void)),
+      pendingRequests: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.pending : Effect.succeed(0)))
+    } satisfies JobChannel
+  })
