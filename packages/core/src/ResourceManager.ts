@@ -1,7 +1,8 @@
 /**
  * Resource managers: the spec the engine calls, and the adapter that accepts
  * plain or Promise-returning managers. The implementations (Passthrough, List,
- * Gpu) live beside this spec.
+ * Gpu) live beside this spec, one module each, and are re-exported here with
+ * the managers' errors (`InvalidResourceRequirement`, `InvalidResourceConfig`).
  *
  * @since 0.1.0
  */
@@ -94,3 +95,8 @@ export const gpuIdsOf = (allocation: Allocation): ReadonlyArray<string> => {
   }
   return [...new Set(ids)]
 }
+
+export { InvalidResourceConfig, InvalidResourceRequirement } from "./internal/reservations.js"
+export * from "./PassthroughResourceManager.js"
+export * from "./ListResourceManager.js"
+export * from "./GpuResourceManager.js"
