@@ -26,7 +26,7 @@ import type {
   ResourceTokenInvalid,
   TargetUnreachable
 } from "./Errors.js"
-import type { ClientInfo, JobId } from "./JobId.js"
+import type { ClientInfo } from "./JobId.js"
 import type { JobExit } from "./JobLauncher.js"
 import type { Message, Payload } from "./Message.js"
 import type { Allocation, ResourceManager, ResourceManagerLike } from "./ResourceManager.js"

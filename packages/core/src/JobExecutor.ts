@@ -51,7 +51,7 @@ import {
   LaunchFailed,
   TargetUnreachable
 } from "./Errors.js"
-import type { InstanceInUse, InvalidJobId, RequestError } from "./Errors.js"
+import type { InstanceInUse, RequestError } from "./Errors.js"
 import type { HandlerOption, JobExecutorOptions } from "./ExecutorOptions.js"
 import { decodeClientInfo, decodeJobId } from "./JobId.js"
 import type { ClientInfo, JobId } from "./JobId.js"
