@@ -1,1 +1,10 @@
-export {}
+/**
+ * `@flexec/testing`: mocks, worker fixtures, the reference in-memory backend,
+ * and the backend conformance suite.
+ *
+ * @since 0.1.0
+ */
+export * from "./mocks.js"
+export * from "./fixtures.js"
+export * from "./InMemoryJobLauncher.js"
+export * from "./conformance/index.js"

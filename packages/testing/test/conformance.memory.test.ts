@@ -1,0 +1,6 @@
+import { conformancePrograms, conformanceSuite, InMemoryJobLauncher } from "../src/index.js"
+
+conformanceSuite({
+  name: "in-memory",
+  makeLauncher: () => InMemoryJobLauncher.make({ programs: conformancePrograms })
+})
