@@ -6,7 +6,8 @@ export default defineConfig([
     format: ["esm", "cjs"],
     dts: true,
     sourcemap: true,
-    clean: true,
+    // no `clean`: the build script empties dist first; tsup's clean in this config's
+    // .d.ts build would delete the worker config's worker.d.ts/.d.cts (they run in parallel)
     shims: true,
     target: "node20",
     external: ["effect"]

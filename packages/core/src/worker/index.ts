@@ -1,0 +1,47 @@
+/**
+ * `@flexec/core/worker`: the runtime a job uses to speak flexec's protocol
+ * with its parent. It imports only `node:` built-ins, so a job pays ~nothing
+ * to load it.
+ *
+ * ```js
+ * const { runJob } = require("@flexec/core/worker")
+ * runJob({
+ *   run: async (ctx) => {
+ *     ctx.setStats("train", { round: 1 })
+ *     return 0
+ *   },
+ *   handlers: { train: { ping: (message) => message.payload } }
+ * })
+ * ```
+ *
+ * @since 0.1.0
+ */
+export { ChannelError, ConfigError, UnsafeComponentError } from "./errors.js"
+export type { ReturnCodeName } from "./errors.js"
+export {
+  connectUnix,
+  DEFAULT_ABORT_GRACE_MS,
+  DEFAULT_RECONNECT_MS,
+  DEFAULT_REQUEST_TIMEOUT_MS,
+  RC_FILE_NAME,
+  runJob,
+  runJobWith,
+  SECRET_ENV
+} from "./runtime.js"
+export type {
+  Credentials,
+  Handler,
+  Handlers,
+  HeaderValue,
+  Headers,
+  JobContext,
+  JobSpec,
+  Json,
+  LogLevel,
+  OutgoingMessage,
+  Payload,
+  ReportErrorOptions,
+  RequestOptions,
+  WorkerIO,
+  WorkerMessage
+} from "./types.js"
