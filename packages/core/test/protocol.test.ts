@@ -511,6 +511,13 @@ describe("job → parent requests", () => {
       const nested = yield* ask(7, "c", "nested", {})
       expect(nested.rc).toBe("process_exception")
       expect(nested.payload).toMatch(/binary/)
+      // a request without a topic is refused, and the connection kept
+      const noTopic = yield* promise(async () => {
+        peer.sendPayload({ kind: "request", id: 8, channel: "c" }, {})
+        return (await peer.nextFrame()).header
+      })
+      expect(noTopic).toMatchObject({ kind: "reply", id: 8, rc: "invalid_request" })
+      expect(yield* ask(9, "c", "echo", "still open")).toEqual({ rc: "ok", payload: "still open" })
     })
   )
 

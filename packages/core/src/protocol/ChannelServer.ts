@@ -205,12 +205,13 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
     /** Set from a valid hello until that connection is gone. */
     let claimed = false
     let closing = false
+    const run = yield* FiberSet.makeRuntime<never, void, never>()
+    // runs before the connections are interrupted: refuse new ones from here on
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         closing = true
       })
     )
-    const run = yield* FiberSet.makeRuntime<never, void, never>()
 
     const handshake = (stream: Duplex) =>
       Effect.gen(function* () {
@@ -238,10 +239,18 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
           return true
         })
         if (!admitted) return yield* Effect.logWarning("refused a second connection while one is live")
+        let connection: Connection | undefined
+        // registered first, so it runs last: the slot frees (and `isConnected`
+        // turns false) only once the connection has fully shut down
         yield* Effect.addFinalizer(() =>
-          Effect.sync(() => {
-            claimed = false
-          })
+          Effect.zipRight(
+            SubscriptionRef.update(live, (current) =>
+              Option.isSome(current) && current.value === connection ? Option.none() : current
+            ),
+            Effect.sync(() => {
+              claimed = false
+            })
+          )
         )
         const helloOk = Frame.encodeHeaderFrame(
           { kind: "hello_ok", version: codec.PROTOCOL_VERSION, maxFrame: maxFrameBytes },
@@ -249,17 +258,13 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
           maxFrameBytes
         )
         if (Either.isLeft(helloOk) || !(yield* framed.write(helloOk.right.chunks))) return
-        const connection = yield* makeConnection(framed, {
+        connection = yield* makeConnection(framed, {
           jobId,
           maxFrameBytes,
           onRequest,
           ...(options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: options.maxConcurrentRequests } : {})
         })
-        yield* Effect.acquireRelease(SubscriptionRef.set(live, Option.some(connection)), () =>
-          SubscriptionRef.update(live, (current) =>
-            Option.isSome(current) && current.value === connection ? Option.none() : current
-          )
-        )
+        yield* SubscriptionRef.set(live, Option.some(connection))
         yield* Effect.logDebug("worker connected")
         yield* connection.closed
         yield* Effect.logDebug("worker disconnected")

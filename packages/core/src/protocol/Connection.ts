@@ -344,7 +344,18 @@ export const makeConnection = (
           case "notify": {
             const isRequest = header.kind === "request"
             if (isRequest && header.id === undefined) return "request without an id"
-            if (header.channel === undefined || header.topic === undefined) return `${header.kind} without a channel and topic`
+            if (header.channel === undefined || header.topic === undefined) {
+              // not dispatchable, but well-formed: refuse it and keep the connection
+              if (isRequest) {
+                const refusal = Frame.encodePayloadFrame(
+                  { kind: "reply", id: header.id!, rc: ReturnCode.InvalidRequest },
+                  "a request needs a channel and a topic",
+                  maxFrameBytes
+                )
+                if (Either.isRight(refusal)) yield* sendInBackground(refusal.right.chunks)
+              }
+              return undefined
+            }
             const message = Frame.decodeMessage(header, payload)
             if (Either.isLeft(message)) return message.left.reason
             if (active >= maxConcurrent) {
