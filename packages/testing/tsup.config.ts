@@ -6,6 +6,9 @@ export default defineConfig({
   dts: true,
   sourcemap: true,
   clean: true,
+  // import.meta.url in the CJS build: fixturePath is resolved relative to the bundle (dist/ → ../fixtures)
   shims: true,
-  target: "node20"
+  target: "node20",
+  // fixtures/worker.cjs is shipped as it is, never bundled; core and its worker runtime stay imports
+  external: ["@flexec/core", "@flexec/core/worker", "effect", "vitest", "@effect/vitest"]
 })
