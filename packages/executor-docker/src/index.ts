@@ -1,1 +1,33 @@
-export {}
+/**
+ * `@flexec/executor-docker`: flexec jobs as Docker containers.
+ *
+ * @since 0.1.0
+ */
+export {
+  DockerApiError,
+  DockerClient,
+  makeDockerClient,
+  resolveEndpoint
+} from "./DockerClient.js"
+export type {
+  ContainerState,
+  ContainerSummary,
+  DockerClientOptions,
+  DockerClientService,
+  DockerEndpoint,
+  DockerError,
+  OutputChunk
+} from "./DockerClient.js"
+export {
+  containerBody,
+  dockerCapabilities,
+  DockerJobLauncher,
+  exitOfState,
+  jobSpecKeys,
+  Labels,
+  make as makeDockerLauncher,
+  makeWithClient as makeDockerLauncherWithClient
+} from "./DockerJobLauncher.js"
+export type { ContainerBodyInput, DockerLauncher, DockerLauncherOptions, PullPolicy } from "./DockerJobLauncher.js"
+export { createDockerExecutor, DockerJobExecutor } from "./DockerJobExecutor.js"
+export type { DockerExecutorOptions } from "./DockerJobExecutor.js"

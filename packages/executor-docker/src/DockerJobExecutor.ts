@@ -1,0 +1,27 @@
+/**
+ * The Docker executor: the engine of `@flexec/core` over the Docker launcher,
+ * as a Layer (Effect API) or a Promise facade.
+ *
+ * @since 0.1.0
+ */
+import { ClientExecutor, makeJobExecutor } from "@flexec/core"
+import type { BackendUnavailable, ExecutorOptions, InstanceInUse, InvalidClient } from "@flexec/core"
+import { toPromiseExecutor } from "@flexec/core/promise"
+import type { PromiseExecutor } from "@flexec/core/promise"
+import { Layer } from "effect"
+import { make } from "./DockerJobLauncher.js"
+import type { DockerLauncherOptions } from "./DockerJobLauncher.js"
+
+/** Options of the Docker executor: the shared executor options and the launcher's. */
+export interface DockerExecutorOptions extends ExecutorOptions, DockerLauncherOptions {}
+
+/** The Docker executor as a Layer. */
+export const DockerJobExecutor = {
+  /** A `ClientExecutor` running jobs as containers; closing the layer aborts what still runs. */
+  layer: (options: DockerExecutorOptions): Layer.Layer<ClientExecutor, InstanceInUse | BackendUnavailable | InvalidClient> =>
+    Layer.scoped(ClientExecutor, makeJobExecutor({ ...options, launcher: make(options) }))
+} as const
+
+/** The Docker executor as Promises, fully started (recovery done) when it resolves. */
+export const createDockerExecutor = (options: DockerExecutorOptions): Promise<PromiseExecutor> =>
+  toPromiseExecutor(DockerJobExecutor.layer(options))

@@ -1,0 +1,72 @@
+import * as fs from "node:fs"
+import * as path from "node:path"
+import { afterAll, describe, expect, it } from "vitest"
+import { createDockerExecutor } from "../src/index.js"
+import { cleanupRoots, dockerReady, makeRoot, removeRunContainers, runId, runLabels, socketPath, testImage, testUser } from "./helpers.js"
+
+const ready = dockerReady("executor.test.ts")
+
+afterAll(async () => {
+  await removeRunContainers()
+  cleanupRoots()
+})
+
+describe.skipIf(!ready)("createDockerExecutor", () => {
+  it("runs deployed jobs in containers through the engine: Started, a reply, Aborted; and Success", async () => {
+    const root = makeRoot()
+    const workspace = path.join(root, "ws")
+    const deploy = (jobId: string, main: string) => {
+      const appDir = path.join(workspace, jobId, "app_site1")
+      fs.mkdirSync(appDir, { recursive: true })
+      fs.writeFileSync(path.join(workspace, jobId, "meta.json"), JSON.stringify({ job_id: jobId }))
+      fs.writeFileSync(path.join(appDir, "main.js"), main)
+    }
+    deploy("job-ok", `require("@flexec/core/worker").runJob({ run: async () => 0 })`)
+    deploy(
+      "job-e2e",
+      `const { runJob } = require("@flexec/core/worker")
+       runJob({
+         run: async (ctx) => {
+           ctx.setStats("progress", { step: 1 })
+           await new Promise((resolve) => ctx.signal.aborted ? resolve() : ctx.signal.addEventListener("abort", resolve))
+           return 0
+         }
+       })`
+    )
+    const executor = await createDockerExecutor({
+      client: { clientName: "site1" },
+      image: testImage,
+      docker: { socketPath },
+      containerUser: testUser,
+      instanceId: `test-${runId}-exec`,
+      runtimeDir: path.join(root, "rt"),
+      labels: runLabels,
+      killTimeoutMs: 2000,
+      graceMs: 5000
+    })
+    try {
+      await executor.startApp({ jobId: "job-e2e", args: { workspace } })
+      const deadline = Date.now() + 30_000
+      while ((await executor.getStatus("job-e2e")) !== 2) {
+        if (Date.now() > deadline) throw new Error("the job never reported Started")
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      // Started comes just before `run`; its stats follow.
+      while (!("progress" in (await executor.getRunInfo("job-e2e")))) {
+        if (Date.now() > deadline) throw new Error("the job never set its stats")
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      expect(await executor.getRunInfo("job-e2e")).toMatchObject({ progress: { step: 1 } })
+      await executor.abortApp("job-e2e")
+      const outcome = await executor.awaitCompletion("job-e2e")
+      expect(outcome.returnCode).toBe(9)
+      expect(outcome.exit.code).toBe(0)
+
+      await executor.startApp({ jobId: "job-ok", args: { workspace } })
+      const ok = await executor.awaitCompletion("job-ok")
+      expect(ok).toMatchObject({ returnCode: 0, exit: { code: 0, signal: null, oomKilled: false, lost: false } })
+    } finally {
+      await executor.close()
+    }
+  })
+})
