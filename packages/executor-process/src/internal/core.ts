@@ -1,0 +1,18 @@
+/**
+ * Everything this package takes from `@flexec/core`, in one place.
+ *
+ * @internal
+ */
+export { BackendUnavailable, defaultRuntimeDir, InvalidJobMeta, JobId, LaunchFailed, launcherSpecFor } from "@flexec/core"
+export type {
+  Capabilities,
+  ExecutorOptions,
+  JobExit,
+  JobHandle,
+  JobLauncher,
+  JobMeta,
+  LaunchRequest,
+  LogLine,
+  RecoveredJob,
+  TerminateOptions
+} from "@flexec/core"

@@ -1,0 +1,78 @@
+import { afterEach, describe, expect, it } from "@effect/vitest"
+import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
+import { createProcessExecutor } from "../src/index.js"
+import { isDead } from "./helpers.js"
+
+// Smoke tests of the wrappers through the engine (the engine-level suite lives elsewhere).
+
+const roots: Array<string> = []
+afterEach(() => {
+  for (const root of roots.splice(0)) fs.rmSync(root, { recursive: true, force: true })
+})
+
+const deploy = (jobId: string, main: string) => {
+  const root = fs.mkdtempSync(path.join(os.tmpdir(), "fxe-"))
+  roots.push(root)
+  const workspace = path.join(root, "ws")
+  const appDir = path.join(workspace, jobId, "app_site-1")
+  fs.mkdirSync(appDir, { recursive: true })
+  fs.writeFileSync(path.join(workspace, jobId, "meta.json"), JSON.stringify({ job_id: jobId }))
+  fs.writeFileSync(path.join(appDir, "main.js"), main)
+  return { root, workspace, runtimeDir: path.join(root, "rt") }
+}
+
+describe("createProcessExecutor", () => {
+  it("runs a CommonJS job app to completion", async () => {
+    const { workspace, runtimeDir } = deploy(
+      "job-ok",
+      `const { runJob } = require("@flexec/core/worker")
+       runJob({ run: async (ctx) => { console.log("hello from " + ctx.jobId); return 0 } })`
+    )
+    const executor = await createProcessExecutor({ client: { clientName: "site-1" }, instanceId: "smoke-ok", runtimeDir })
+    try {
+      await executor.startApp({ jobId: "job-ok", args: { workspace } })
+      const outcome = await executor.awaitCompletion("job-ok")
+      expect(outcome.returnCode).toBe(0)
+      expect(outcome.exit).toEqual({ code: 0, signal: null, oomKilled: false, lost: false })
+      expect(fs.readFileSync(path.join(workspace, "job-ok", "log.txt"), "utf8")).toContain("hello from job-ok")
+      expect(fs.readdirSync(path.join(runtimeDir, "pids"))).toEqual([])
+    } finally {
+      await executor.close()
+    }
+  })
+
+  it("aborts a job that ignores the abort and SIGTERM: aborted, and its process is gone", async () => {
+    const { workspace, runtimeDir } = deploy(
+      "job-stuck",
+      `process.on("SIGTERM", () => {})
+       require("node:fs").writeFileSync("job.pid", String(process.pid))
+       const { runJob } = require("@flexec/core/worker")
+       runJob({ run: () => new Promise(() => {}) })`
+    )
+    const executor = await createProcessExecutor({
+      client: { clientName: "site-1" },
+      instanceId: "smoke-abort",
+      runtimeDir,
+      graceMs: 200,
+      killTimeoutMs: 300
+    })
+    try {
+      await executor.startApp({ jobId: "job-stuck", args: { workspace } })
+      const deadline = Date.now() + 10_000
+      while ((await executor.getStatus("job-stuck")) !== 2) {
+        if (Date.now() > deadline) throw new Error("the job did not start")
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      await executor.abortApp("job-stuck")
+      const outcome = await executor.awaitCompletion("job-stuck")
+      expect(outcome.returnCode).toBe(9)
+      const pid = Number(fs.readFileSync(path.join(workspace, "job-stuck", "job.pid"), "utf8"))
+      expect(isDead(pid)).toBe(true)
+      expect(outcome.exit.signal).toBe("SIGKILL")
+    } finally {
+      await executor.close()
+    }
+  })
+})
