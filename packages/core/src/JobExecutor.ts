@@ -467,7 +467,11 @@ export const makeJobExecutor = (
         const deployed = yield* decodeJobMeta(jobId, deployedRaw)
         if (params.jobMeta !== undefined) yield* decodeJobMeta(jobId, params.jobMeta)
         const meta = yield* mergeWithDeployed(jobId, deployed, params.jobMeta, options.allowByoc === true)
-        if (launcher.validate) yield* launcher.validate(meta, site)
+        if (launcher.validate) {
+          yield* launcher.validate(meta, site).pipe(
+            Effect.mapError((e) => (e.jobId === jobId ? e : new InvalidJobMeta({ jobId, issues: e.issues })))
+          )
+        }
         const commandTemplate = yield* commandFor(jobId, meta, site, options.command)
         const allocation: Allocation = params.allocatedResource ?? {}
         const gpus = gpuIdsOf(allocation)

@@ -352,8 +352,10 @@ const extraResources = (now: ReadonlyArray<string>, baseline: ReadonlyArray<stri
  */
 export const runJob = (spec: JobSpec): Promise<never> => {
   // stdio handles are created lazily: create them now so they are in the baseline
-  void process.stdout
-  void process.stderr
+  // A job whose parent went away (and was adopted by a new one) has no reader on its
+  // stdout/stderr any more: a write must not kill it with EPIPE.
+  process.stdout.on("error", () => undefined)
+  process.stderr.on("error", () => undefined)
   const baseline = process.getActiveResourcesInfo()
   return runJobWith(spec, {
     env: process.env,
