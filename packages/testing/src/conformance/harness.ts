@@ -374,7 +374,7 @@ export const runTest = (
         }).pipe(
           Effect.disconnect,
           Effect.timeoutFail({
-            duration: Duration.millis(t.graceMs + t.killTimeoutMs + 10_000),
+            duration: Duration.millis(t.eventMs + t.graceMs + t.killTimeoutMs + 1_000),
             onTimeout: () => new Error("cleanup: aborting the test's jobs and closing the executor did not finish in time")
           })
         )
