@@ -216,6 +216,10 @@ describe("Frame", () => {
       )
       expect(nested._tag).toBe("PayloadNotSendable")
       expect((nested as Frame.PayloadNotSendable).reason).toMatch(/payload\.data is binary/)
+      const header = yield* Effect.flip(
+        Frame.encodeMessage({ kind: "request", id: 1, channel: "c", topic: "t" }, Message.make(1, { n: NaN }), 1 << 20)
+      )
+      expect(header).toMatchObject({ _tag: "PayloadNotSendable", reason: expect.stringMatching(/header "n"/) })
       const infinite = yield* Effect.flip(Frame.encodeMessage({ kind: "request", id: 1, channel: "c", topic: "t" }, Message.make(Infinity), 1 << 20))
       expect(infinite._tag).toBe("PayloadNotSendable")
     })
@@ -272,11 +276,24 @@ describe("duplexPair", () => {
     a.end()
     await Promise.all([aClosed, bClosed])
 
+    // destroy(): the peer reads what was sent, then its end
     const [c, d] = duplexPair()
-    d.resume()
-    const dEnded = new Promise<void>((resolve) => d.once("end", resolve))
+    c.write(Buffer.from("last words"))
     c.destroy()
-    await dEnded
-    expect(d.write(Buffer.from("late"))).toBeTypeOf("boolean")
+    let text = ""
+    d.on("data", (chunk: Buffer) => {
+      text += chunk.toString()
+    })
+    await new Promise<void>((resolve) => d.once("end", resolve))
+    expect(text).toBe("last words")
+
+    // a peer that writes (without reading) after the other end is gone gets EPIPE
+    const [e, f] = duplexPair()
+    const fError = new Promise<NodeJS.ErrnoException>((resolve) => f.once("error", resolve))
+    const fClosed = new Promise<void>((resolve) => f.once("close", resolve))
+    e.destroy()
+    f.write(Buffer.from("late"))
+    expect((await fError).code).toBe("EPIPE")
+    await fClosed
   })
 })

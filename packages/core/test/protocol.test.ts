@@ -22,7 +22,9 @@ import {
 } from "../src/internal/codec.js"
 import * as Message from "../src/Message.js"
 import type { Payload } from "../src/Message.js"
+import { duplexPair } from "../src/internal/duplexPair.js"
 import { openJobChannel } from "../src/protocol/ChannelServer.js"
+import { makeFramedStream } from "../src/protocol/Connection.js"
 import type { JobChannel, JobChannelOptions, RequestHandler } from "../src/protocol/ChannelServer.js"
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), "fxp-"))
@@ -242,6 +244,27 @@ describe("openJobChannel: directory and socket", () => {
       yield* Scope.close(scope, Exit.void)
       const alive = yield* supervisor.value
       expect(alive.length).toBe(0)
+    })
+  )
+})
+
+describe("makeFramedStream", () => {
+  it.scopedLive("a write waits for the reader before it completes (backpressure)", () =>
+    Effect.gen(function* () {
+      const [near, far] = duplexPair()
+      const framed = yield* makeFramedStream(near, { maxFrameBytes: DEFAULT_MAX_FRAME_BYTES })
+      const write = yield* Effect.fork(framed.write(encodeFrame({ kind: "notify", channel: "c", topic: "t", enc: "bytes" }, new Uint8Array(4 * MiB))))
+      yield* Effect.yieldNow()
+      // nobody reads the far end: the write cannot have completed
+      expect(Option.isNone(yield* Fiber.poll(write))).toBe(true)
+      const peer = new RawPeer(far)
+      expect(yield* Fiber.join(write)).toBe(true)
+      const frame = yield* promise(() => peer.nextFrame())
+      expect(frame.payload.length).toBe(4 * MiB)
+      // and after the peer is gone, writes report false
+      peer.destroy()
+      yield* promise(() => peer.closedPromise)
+      expect(yield* eventually(framed.write(encodeFrame({ kind: "notify", channel: "c", topic: "t" })), (ok) => !ok)).toBe(false)
     })
   )
 })

@@ -7,11 +7,13 @@
  * its high-water mark). `end()` on one end ends the other's readable side, and
  * since neither end allows half-open streams, both then finish and close.
  * `destroy()` on one end ends the peer's readable side (buffered data stays
- * readable) and the peer then closes; what the peer writes afterwards is dropped,
- * as by a socket whose other end is gone.
+ * readable) and the peer then closes; a write by the peer after that fails with
+ * an `EPIPE` error (which destroys it), as on a socket whose other end is gone.
  */
 import { Buffer } from "node:buffer"
 import { Duplex } from "node:stream"
+
+const brokenPipe = (): Error => Object.assign(new Error("write EPIPE: the other end is gone"), { code: "EPIPE" })
 
 class PairEnd extends Duplex {
   peer: PairEnd | undefined
@@ -48,7 +50,7 @@ class PairEnd extends Duplex {
   override _write(chunk: unknown, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
     const peer = this.peer
     const bytes = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array)
-    if (!peer || peer.destroyed || peer.readableEnded) return callback()
+    if (!peer || peer.destroyed || peer.readableEnded) return callback(brokenPipe())
     if (peer.deliver(bytes)) callback()
     else this.blockedWrite = callback
   }

@@ -44,7 +44,7 @@ export interface JobChannelOptions {
   readonly dir: string
   /** The socket file's name in `dir` (default `"ch.sock"`). */
   readonly socketName?: string
-  /** Largest frame accepted and sent (default 128 MiB). */
+  /** Largest frame accepted and sent (default 128 MiB; at least 65540, at most 2³²−1). */
   readonly maxFrameBytes?: number
   /** A connection that has not said hello by then is closed (default 10 s). */
   readonly helloTimeout?: Duration.DurationInput

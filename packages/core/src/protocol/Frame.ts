@@ -99,7 +99,8 @@ export const encodeHeaderFrame = (
 
 /**
  * Encodes a `Message` as a frame with `header` (kind, id, channel, topic, rc):
- * its user headers go to `headers`, its payload by encoding.
+ * its user headers go to `headers`, its payload by encoding. A header that is a
+ * non-finite number fails with `PayloadNotSendable` (JSON would turn it into null).
  */
 export const encodeMessage = (
   header: Omit<FrameHeader, "enc" | "headers">,
@@ -107,6 +108,12 @@ export const encodeMessage = (
   maxFrameBytes: number
 ): Effect.Effect<EncodedFrame, MessageTooBig | PayloadNotSendable> => {
   const headers = Message.makeHeaders(message.headers)
+  for (const key of Object.keys(headers)) {
+    const value = headers[key]
+    if (typeof value === "number" && !Number.isFinite(value)) {
+      return Effect.fail(new PayloadNotSendable({ reason: `header ${JSON.stringify(key)} is ${value}, not a finite number` }))
+    }
+  }
   const withHeaders = Object.keys(headers).length > 0 ? { ...header, headers: { ...headers } } : header
   return encodePayloadFrame(withHeaders, message.payload, maxFrameBytes)
 }
