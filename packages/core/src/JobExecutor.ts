@@ -688,11 +688,12 @@ export const makeJobExecutor = (
           status: ClientStatus.Started,
           phase: "launched"
         })
-        fs.rmSync(job.channelDir!, { recursive: true, force: true })
+        // Keep the directory: a container has it bind-mounted, and the worker reconnects to the same path.
         const channel = yield* openJobChannel({
           jobId: job.jobId,
           token: job.channelToken!,
           dir: job.channelDir!,
+          reuseDir: true,
           maxFrameBytes,
           helloTimeout,
           onRequest: onRequest(entry),

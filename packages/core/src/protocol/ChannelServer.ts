@@ -52,6 +52,12 @@ export interface JobChannelOptions {
   readonly onRequest: RequestHandler
   /** Owner of `dir` and the socket (a container user); default: the parent's. */
   readonly owner?: { readonly uid: number; readonly gid: number }
+  /**
+   * Keep `dir` if it already exists (a real directory, not a link) and replace only a
+   * stale socket file in it: for adopting a job whose container has `dir` bind-mounted
+   * (a re-created directory would not be seen through the mount).
+   */
+  readonly reuseDir?: boolean
   /** At most this many of the job's requests are handled at once; more are answered `service_unavailable` (default 64). */
   readonly maxConcurrentRequests?: number
 }
@@ -118,9 +124,19 @@ const launchFailed = (jobId: string, reason: string, cause?: unknown) =>
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** Creates the private directory (0700, must not exist), chowned to `owner` when given. */
-const makePrivateDir = (jobId: string, dir: string, owner: JobChannelOptions["owner"]) =>
+const makePrivateDir = (jobId: string, dir: string, owner: JobChannelOptions["owner"], reuse = false, socketName = "ch.sock") =>
   Effect.tryPromise({
     try: async () => {
+      if (reuse) {
+        const stat = await fs.lstat(dir).catch(() => undefined)
+        if (stat?.isDirectory()) {
+          await fs.rm(`${dir}/${socketName}`, { force: true })
+          await fs.chmod(dir, 0o700)
+          if (owner) await fs.chown(dir, owner.uid, owner.gid)
+          return
+        }
+        if (stat) await fs.rm(dir, { force: true })
+      }
       await fs.mkdir(dir, { mode: 0o700 })
       try {
         await fs.chmod(dir, 0o700)
@@ -199,7 +215,7 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
       return yield* launchFailed(jobId, `maxFrameBytes ${maxFrameBytes} is not an integer between ${4 + codec.MAX_HEADER_BYTES} and ${0xffffffff}`)
     }
 
-    yield* Effect.acquireRelease(makePrivateDir(jobId, dir, owner), () => removeDir(dir))
+    yield* Effect.acquireRelease(makePrivateDir(jobId, dir, owner, options.reuseDir === true, options.socketName ?? "ch.sock"), () => removeDir(dir))
 
     const live = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
     /** Set from a valid hello until that connection is gone. */
