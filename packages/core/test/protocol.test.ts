@@ -204,6 +204,47 @@ describe("openJobChannel: directory and socket", () => {
     })
   )
 
+  it.live("reuseDir keeps an existing directory, replaces a stale socket, and takes a reconnect", () =>
+    Effect.gen(function* () {
+      const dir = nextDir()
+      // a first parent leaves its directory and socket file behind
+      const first = yield* Scope.make()
+      const old = yield* Scope.extend(open({ dir }), first)
+      const oldPeer = yield* connect(old.info.socketPath)
+      yield* promise(() => oldPeer.hello())
+      fs.mkdirSync(`${dir}-keep`)
+      fs.renameSync(dir, `${dir}-keep/d`) // keep it from being removed
+      yield* Scope.close(first, Exit.void)
+      fs.renameSync(`${dir}-keep/d`, dir)
+      fs.chmodSync(dir, 0o755)
+      const inode = fs.statSync(dir).ino
+      expect(fs.statSync(path.join(dir, "ch.sock")).isSocket()).toBe(true)
+      // without reuseDir: refused; with it: adopted
+      expect((yield* Effect.flip(Effect.scoped(open({ dir }))))._tag).toBe("LaunchFailed")
+      const second = yield* Scope.make()
+      const channel = yield* Scope.extend(open({ dir, reuseDir: true }), second)
+      expect(fs.statSync(dir)).toMatchObject({ ino: inode })
+      expect(fs.statSync(dir).mode & 0o777).toBe(0o700)
+      const peer = yield* connect(channel.info.socketPath)
+      expect((yield* promise(() => peer.hello())).kind).toBe("hello_ok")
+      yield* Scope.close(second, Exit.void)
+      expect(fs.existsSync(dir)).toBe(false)
+      // a symlink where the directory goes is not followed
+      const target = nextDir()
+      fs.mkdirSync(target, { mode: 0o755 })
+      const link = nextDir()
+      fs.symlinkSync(target, link)
+      yield* Effect.scoped(
+        Effect.gen(function* () {
+          yield* open({ dir: link, reuseDir: true })
+          expect(fs.lstatSync(link).isDirectory()).toBe(true)
+        })
+      )
+      expect(fs.statSync(target).mode & 0o777).toBe(0o755)
+      expect(fs.readdirSync(target)).toEqual([])
+    })
+  )
+
   it.scopedLive("refuses a socket path over 107 bytes, naming the path and its length", () =>
     Effect.gen(function* () {
       const dir = path.join(base, "d".repeat(120 - base.length))
