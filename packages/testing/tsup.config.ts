@@ -1,14 +1,24 @@
 import { defineConfig } from "tsup"
 
-export default defineConfig({
+export default defineConfig([{
   entry: { index: "src/index.ts" },
   format: ["esm", "cjs"],
   dts: true,
   sourcemap: true,
-  clean: true,
+  clean: false,
   // import.meta.url in the CJS build: fixturePath is resolved relative to the bundle (dist/ → ../fixtures)
   shims: true,
   target: "node20",
   // fixtures/worker.cjs is shipped as it is, never bundled; core and its worker runtime stay imports
   external: ["@flexec/core", "@flexec/core/worker", "effect", "vitest", "@effect/vitest"]
-})
+}, {
+  // the flexec-conformance command (package.json "bin": ./dist/bin.cjs)
+  entry: { bin: "src/bin.ts" },
+  format: ["cjs"],
+  dts: false,
+  sourcemap: true,
+  clean: false,
+  target: "node20",
+  banner: { js: "#!/usr/bin/env node" },
+  external: ["@flexec/core", "@flexec/core/worker", "effect", "vitest", "vitest/node", "@effect/vitest"]
+}])
