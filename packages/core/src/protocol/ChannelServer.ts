@@ -255,13 +255,13 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
           return true
         })
         if (!admitted) return yield* Effect.logWarning("refused a second connection while one is live")
-        let connection: Connection | undefined
+        const mine: { connection: Connection | undefined } = { connection: undefined }
         // registered first, so it runs last: the slot frees (and `isConnected`
         // turns false) only once the connection has fully shut down
         yield* Effect.addFinalizer(() =>
           Effect.zipRight(
             SubscriptionRef.update(live, (current) =>
-              Option.isSome(current) && current.value === connection ? Option.none() : current
+              Option.isSome(current) && current.value === mine.connection ? Option.none() : current
             ),
             Effect.sync(() => {
               claimed = false
@@ -274,12 +274,13 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
           maxFrameBytes
         )
         if (Either.isLeft(helloOk) || !(yield* framed.write(helloOk.right.chunks))) return
-        connection = yield* makeConnection(framed, {
+        const connection = yield* makeConnection(framed, {
           jobId,
           maxFrameBytes,
           onRequest,
           ...(options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: options.maxConcurrentRequests } : {})
         })
+        mine.connection = connection
         yield* SubscriptionRef.set(live, Option.some(connection))
         yield* Effect.logDebug("worker connected")
         yield* connection.closed
