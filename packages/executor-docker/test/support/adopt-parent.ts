@@ -1,0 +1,33 @@
+/**
+ * A parent for the adopt test (run by vite-node in its own process): starts one
+ * job in a container through the Docker launcher, prints `STARTED` once the job
+ * is Started, then waits to be SIGKILLed (so none of its finalizers run, as
+ * when a real parent dies).
+ *
+ * argv: workspace runtimeDir instanceId jobId image socketPath job-json client-json labels-json
+ */
+import type { ClientInfo } from "@flexec/core"
+import { ClientStatus, makeJobExecutor } from "@flexec/core"
+import { Effect } from "effect"
+import { makeDockerLauncher } from "../../src/index.js"
+
+const [workspace, runtimeDir, instanceId, jobId, image, socketPath, jobJson, clientJson, labelsJson] = process.argv.slice(2) as Array<string>
+const job = JSON.parse(jobJson!) as { meta: Record<string, unknown>; set: Record<string, unknown> }
+const client = JSON.parse(clientJson!) as ClientInfo
+const labels = JSON.parse(labelsJson!) as Record<string, string>
+
+Effect.runPromise(
+  Effect.scoped(
+    Effect.gen(function* () {
+      const launcher = makeDockerLauncher({ image: image!, docker: { socketPath: socketPath! }, containerUser: { uid: Number(process.env.FLEXEC_TEST_UID ?? 1000), gid: Number(process.env.FLEXEC_TEST_GID ?? 1000) } })
+      const executor = yield* makeJobExecutor({ client, runtimeDir: runtimeDir!, instanceId: instanceId!, launcher, labels })
+      yield* executor.startApp({ jobId: jobId!, jobMeta: job.meta as never, args: { workspace: workspace!, set: job.set } })
+      while ((yield* executor.getStatus(jobId!)) !== ClientStatus.Started) yield* Effect.sleep("20 millis")
+      process.stdout.write("STARTED\n")
+      return yield* Effect.never
+    })
+  )
+).catch((e) => {
+  process.stderr.write(`adopt-parent: ${String(e)}\n`)
+  process.exit(1)
+})
