@@ -27,7 +27,7 @@ import type {
   TargetUnreachable
 } from "./Errors.js"
 import type { ClientInfo } from "./JobId.js"
-import type { JobExit } from "./JobLauncher.js"
+import type { JobExit, LogLine } from "./JobLauncher.js"
 import type { Message, Payload } from "./Message.js"
 import type { Allocation, ResourceManager, ResourceManagerLike } from "./ResourceManager.js"
 import type { ClientStatus, StatusMessage } from "./Status.js"
@@ -41,6 +41,13 @@ export interface JobOutcome {
   readonly reason: string | undefined
   /** The raw exit as the backend saw it (code and signal kept apart). */
   readonly exit: JobExit
+}
+
+/** A job that recovery on start found, and what it did with it. */
+export interface RecoveryRecord {
+  readonly jobId: string
+  readonly action: "reaped" | "adopted"
+  readonly time: number
 }
 
 /** Events of the executor, published to every subscriber from the moment it subscribed. */
@@ -162,6 +169,10 @@ export interface ClientExecutorService {
   readonly events: Stream.Stream<ExecutorEvent>
   /** A subscription to events that is live once this Effect returns. */
   readonly subscribe: Effect.Effect<Queue.Dequeue<ExecutorEvent>, never, Scope.Scope>
+  /** What recovery on start found and did (also published as `Recovered` events, before anyone could subscribe). */
+  readonly recovered: Effect.Effect<ReadonlyArray<RecoveryRecord>>
+  /** The job's output lines, where the backend has `capabilities.logs` (empty otherwise, or for an unknown job). */
+  readonly logs: (jobId: string) => Stream.Stream<LogLine>
   /** The outcome, also of a job already finished; `JobNotFound` for an id never seen. */
   readonly awaitCompletion: (jobId: string) => Effect.Effect<JobOutcome, JobNotFound | InvalidJobId>
 }

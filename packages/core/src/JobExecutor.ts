@@ -33,6 +33,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import type {
   ClientExecutorService,
+  RecoveryRecord,
   JobOutcome,
   JobSummary,
   SendToJobParams,
@@ -205,6 +206,7 @@ export const makeJobExecutor = (
     })
 
     const events = yield* PubSub.unbounded<ExecutorEvent>()
+    const recovered: Array<RecoveryRecord> = []
     const registry = new Map<string, Entry>()
     const history = new Map<string, HistoryEntry>()
     let closing = false
@@ -640,6 +642,8 @@ export const makeJobExecutor = (
         [...registry.values()].map((e): JobSummary => ({ jobId: e.jobId, status: e.status, since: e.since }))
       ),
       events: Stream.fromPubSub(events),
+      recovered: Effect.sync(() => [...recovered]),
+      logs: (jobId) => Stream.unwrap(Effect.sync(() => registry.get(jobId)?.handle?.logs ?? Stream.empty)),
       subscribe: PubSub.subscribe(events),
       awaitCompletion: (jobId) =>
         Effect.gen(function* () {
@@ -673,7 +677,9 @@ export const makeJobExecutor = (
           Effect.catchAll((e) => Effect.logWarning(`recovery: job ${job.jobId} did not confirm its exit: ${describe(e)}`))
         )
         if (job.channelDir) fs.rmSync(job.channelDir, { recursive: true, force: true })
-        yield* publish(ExecutorEvent.Recovered({ jobId: job.jobId, time: yield* now, action: "reaped" }))
+        const time = yield* now
+        recovered.push({ jobId: job.jobId, action: "reaped", time })
+        yield* publish(ExecutorEvent.Recovered({ jobId: job.jobId, time, action: "reaped" }))
       })
     }
 
@@ -708,7 +714,9 @@ export const makeJobExecutor = (
         yield* Deferred.succeed(entry.launched, undefined)
         registry.set(job.jobId, entry)
         yield* Effect.forkIn(supervise(entry, job.handle, false), jobsScope)
-        yield* publish(ExecutorEvent.Recovered({ jobId: job.jobId, time: yield* now, action: "adopted" }))
+        const time = yield* now
+        recovered.push({ jobId: job.jobId, action: "adopted", time })
+        yield* publish(ExecutorEvent.Recovered({ jobId: job.jobId, time, action: "adopted" }))
       })
     }
 

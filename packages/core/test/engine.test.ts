@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Option, Queue, TestClock } from "effect"
+import { Duration, Effect, Exit, Fiber, Option, Queue, Stream, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Message from "../src/Message.js"
@@ -85,6 +85,17 @@ describe("engine: lifecycle", () => {
         expect([...all].filter((e) => e.jobId === jobId).map((e) => e._tag)).toEqual(["Launched", "Started", "Stopped", "Completed"])
       }
       expect((yield* executor.awaitCompletion("job-1")).returnCode).toBe(0)
+    }))
+
+  it.scoped("logs(jobId) streams the handle's lines while the job is registered, nothing for unknown jobs", () =>
+    Effect.gen(function* () {
+      const { workspace, executor } = yield* setup(() => programs.cooperative)
+      deploy(workspace, "job-1")
+      yield* executor.startApp({ jobId: "job-1", args: { workspace } })
+      const lines = yield* Stream.runCollect(executor.logs("job-1"))
+      expect([...lines].map((l) => l.line)).toEqual(["hello from job-1"])
+      expect([...(yield* Stream.runCollect(executor.logs("ghost")))]).toEqual([])
+      yield* executor.abortApp("job-1")
     }))
 
   it.scoped("a second startApp for a registered id is refused and launches nothing", () =>
@@ -543,8 +554,9 @@ describe("engine: instance and recovery", () => {
       ]
       const stale = path.join(runtimeDir, "ch", "stale")
       fs.mkdirSync(stale, { recursive: true })
-      yield* makeJobExecutor({ client: { clientName: "site-1" }, launcher, runtimeDir })
+      const executor = yield* makeJobExecutor({ client: { clientName: "site-1" }, launcher, runtimeDir })
       expect(terminated).toEqual(["orphan"])
+      expect((yield* executor.recovered).map((r) => [r.jobId, r.action])).toEqual([["orphan", "reaped"]])
       expect(fs.existsSync(stale)).toBe(false)
     }))
 })

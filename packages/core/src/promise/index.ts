@@ -13,6 +13,7 @@ import type {
   JobLogConfig,
   JobOutcome,
   JobSummary,
+  RecoveryRecord,
   StartAppParams
 } from "../ClientExecutor.js"
 import type { Message } from "../Message.js"
@@ -42,6 +43,8 @@ export interface PromiseExecutor {
   sendToJob(params: PromiseSendToJobParams): Promise<Message>
   awaitCompletion(jobId: string): Promise<JobOutcome>
   jobs(): Promise<ReadonlyArray<JobSummary>>
+  /** What recovery on start found and did. */
+  recovered(): Promise<ReadonlyArray<RecoveryRecord>>
   /** Events from the moment of this call, until the loop breaks or the executor closes. */
   events(): AsyncIterable<ExecutorEvent>
   /** Aborts what still runs and releases every resource. */
@@ -140,6 +143,7 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
       run(service.sendToJob(timeout === undefined ? params : { ...params, timeout: `${timeout} millis` as const })),
     awaitCompletion: (jobId) => run(service.awaitCompletion(jobId)),
     jobs: () => run(service.jobs),
+    recovered: () => run(service.recovered),
     events,
     close: () => {
       closed ??= (async () => {

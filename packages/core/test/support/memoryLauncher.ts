@@ -3,7 +3,7 @@
  * program in this process. Worker programs speak the real protocol through
  * `runJobWith` over the channel's in-process connector.
  */
-import { Deferred, Duration, Effect, Exit, Option } from "effect"
+import { Deferred, Duration, Effect, Exit, Option, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import type { Capabilities, JobExit, JobHandle, JobLauncher, LaunchRequest, RecoveredJob } from "../../src/JobLauncher.js"
@@ -100,6 +100,7 @@ export const makeMemoryLauncher = (
         let terminating = false
         const handle: JobHandle = {
           jobId: request.jobId,
+          logs: Stream.make({ stream: "stdout" as const, line: `hello from ${request.jobId}`, time: 0 }),
           poll: Effect.flatMap(Deferred.poll(done), (o) => (Option.isSome(o) ? Effect.asSome(o.value) : Effect.succeedNone)),
           wait: Effect.suspend(() => {
             if (self.failWaits > 0) {
