@@ -2,6 +2,7 @@
  * Shared by the example tests: deploy an example app into a temporary
  * workspace (NVFlare's layout), poll with a deadline, unique instance ids.
  */
+import { spawn } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -53,3 +54,20 @@ export const pollUntil = async <A>(
     await new Promise((r) => setTimeout(r, 25))
   }
 }
+
+/** Runs `node <script>`; resolves with its exit code and output, or rejects after `timeoutMs`. */
+export const runNode = (script: string, timeoutMs = 25_000, env: NodeJS.ProcessEnv = process.env) =>
+  new Promise<{ code: number | null; out: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, [script], { cwd: repoRoot, env, stdio: ["ignore", "pipe", "pipe"] })
+    let out = ""
+    child.stdout.on("data", (d) => (out += d))
+    child.stderr.on("data", (d) => (out += d))
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL")
+      reject(new Error(`${script} did not finish in ${timeoutMs} ms:\n${out}`))
+    }, timeoutMs)
+    child.on("close", (code) => {
+      clearTimeout(timer)
+      resolve({ code, out })
+    })
+  })
