@@ -7,23 +7,14 @@
 import { Context, Data } from "effect"
 import type { Duration, Effect, Scope, Queue, Stream } from "effect"
 import type {
-  BackendUnavailable,
-  ImageNotFound,
-  InvalidClient,
   InvalidJobId,
-  InvalidJobMeta,
   InvalidRequest,
-  JobAborted,
-  JobAlreadyRegistered,
-  JobMetaMismatch,
-  JobMetaMissing,
   JobNotFound,
-  LaunchFailed,
   MessageTooBig,
   RemoteError,
   RequestError,
   RequestTimeout,
-  ResourceTokenInvalid,
+  StartError,
   TargetUnreachable
 } from "./Errors.js"
 import type { ClientInfo } from "./JobId.js"
@@ -112,18 +103,7 @@ export interface JobSummary {
 }
 
 /** Errors `startApp` can fail with. */
-export type StartAppError =
-  | InvalidJobId
-  | InvalidClient
-  | JobMetaMissing
-  | JobMetaMismatch
-  | InvalidJobMeta
-  | JobAlreadyRegistered
-  | JobAborted
-  | LaunchFailed
-  | ImageNotFound
-  | BackendUnavailable
-  | ResourceTokenInvalid
+export type StartAppError = StartError
 
 /** The job log configuration `configureJobLog` sends (more keys may come). */
 export interface JobLogConfig {

@@ -40,32 +40,51 @@ export const makeHeaders = (headers?: Readonly<Record<string, unknown>>): Header
   return out
 }
 
-/** Why `payload` cannot travel, or `undefined` when it can (a `Uint8Array` nested in JSON cannot). */
+/**
+ * Why `payload` cannot travel, or `undefined` when it can: a `Uint8Array` nested
+ * in JSON, a non-finite number, a function or a circular reference cannot.
+ * (Shared with the worker runtime: this module imports nothing.)
+ */
 export const payloadProblem = (payload: unknown): string | undefined => {
   if (payload === undefined || payload instanceof Uint8Array) return undefined
-  const seen = new Set<unknown>()
+  const stack = new Set<object>()
   const walk = (value: unknown, path: string): string | undefined => {
-    if (value === null || typeof value === "string" || typeof value === "boolean") return undefined
-    if (typeof value === "number") return Number.isFinite(value) ? undefined : `${path} is not a finite number`
-    if (value instanceof Uint8Array || ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
+    switch (typeof value) {
+      case "string":
+      case "boolean":
+        return undefined
+      case "number":
+        return Number.isFinite(value) ? undefined : `${path} is not a finite number`
+      case "object":
+        break
+      default:
+        return `${path} is a ${typeof value}, which JSON cannot carry`
+    }
+    if (value === null) return undefined
+    if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
       return `${path} is binary inside a JSON payload; send bytes as the whole payload`
     }
-    if (typeof value !== "object") return `${path} is a ${typeof value}, which JSON cannot carry`
-    if (seen.has(value)) return `${path} is a circular reference`
-    seen.add(value)
-    if (Array.isArray(value)) {
-      for (let i = 0; i < value.length; i++) {
-        const p = walk(value[i], `${path}[${i}]`)
-        if (p) return p
+    if (stack.has(value)) return `${path} is a circular reference`
+    if (typeof (value as { toJSON?: unknown }).toJSON === "function") return undefined
+    stack.add(value)
+    try {
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) {
+          const problem = walk(value[i], `${path}[${i}]`)
+          if (problem) return problem
+        }
+      } else {
+        for (const key of Object.keys(value)) {
+          const v = (value as Record<string, unknown>)[key]
+          if (v === undefined) continue
+          const problem = walk(v, `${path}.${key}`)
+          if (problem) return problem
+        }
       }
-    } else {
-      for (const key of Object.keys(value)) {
-        const p = walk((value as Record<string, unknown>)[key], `${path}.${key}`)
-        if (p) return p
-      }
+      return undefined
+    } finally {
+      stack.delete(value)
     }
-    seen.delete(value)
-    return undefined
   }
   return walk(payload, "payload")
 }

@@ -3,17 +3,9 @@
  */
 import type { Duplex } from "node:stream"
 
-/** A JSON value. */
-export type Json = null | boolean | number | string | ReadonlyArray<Json> | { readonly [key: string]: Json }
+import type { HeaderValue, Headers, Payload } from "../Message.js"
 
-/** A user header value. */
-export type HeaderValue = string | number | boolean
-
-/** User headers (a null-prototype record when received). */
-export type Headers = Readonly<Record<string, HeaderValue>>
-
-/** A received payload: raw bytes, a JSON value, or nothing. */
-export type Payload = Uint8Array | Json | undefined
+export type { HeaderValue, Headers, Json, Payload } from "../Message.js"
 
 /** A message received from the parent (a request to a handler, or the reply of `ctx.request`). */
 export interface WorkerMessage {
