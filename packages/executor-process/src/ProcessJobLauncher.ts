@@ -370,6 +370,9 @@ const recoveredHandle = (content: PidFile, file: string, killTimeout: Duration.D
   const group: ProcessGroup = { pgid: content.pgid, leaderStartTime: content.startTime }
   const poll: Effect.Effect<Option.Option<JobExit>> = Effect.sync(() => {
     if (isAlive(content.pid, content.startTime)) return Option.none()
+    // as a launched job's release does: what the job left in its group goes with it
+    // (signalGroup refuses if the leader's pid was taken by another process)
+    signalGroup(group, "SIGKILL")
     removePidFile(file)
     return Option.some(lostExit)
   })
