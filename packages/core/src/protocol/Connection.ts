@@ -20,6 +20,9 @@ import * as Frame from "./Frame.js"
 /** Default cap of concurrently handled incoming requests. */
 export const DEFAULT_MAX_CONCURRENT_REQUESTS = 64
 
+/** Refusals (`service_unavailable`, `msg_too_big`, ...) queued for writing at most, before the read loop waits for the peer to read. */
+const MAX_BACKGROUND_WRITES = 256
+
 /** A byte stream cut into frames, with writes that respect backpressure. */
 export interface FramedStream {
   /**
@@ -268,8 +271,25 @@ export const makeConnection = (
       yield* Deferred.succeed(closedSignal, undefined)
     }).pipe(Effect.uninterruptible)
 
-    /** Writes a frame in the background so the read loop never waits on the peer. */
-    const sendInBackground = (chunks: ReadonlyArray<Uint8Array>) => FiberSet.run(tasks, framed.write(chunks))
+    /**
+     * Writes a frame in the background so the read loop does not wait on the peer,
+     * up to `MAX_BACKGROUND_WRITES` queued writes; beyond that the read loop waits
+     * for its write, so a peer that sends requests without reading the replies is
+     * slowed down instead of making the parent queue replies without bound.
+     */
+    let backgroundWrites = 0
+    const sendInBackground = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void> =>
+      Effect.suspend(() => {
+        if (backgroundWrites >= MAX_BACKGROUND_WRITES) return Effect.asVoid(framed.write(chunks))
+        backgroundWrites++
+        const write = Effect.ensuring(
+          framed.write(chunks),
+          Effect.sync(() => {
+            backgroundWrites--
+          })
+        )
+        return Effect.asVoid(FiberSet.run(tasks, write))
+      })
 
     const sendReply = (id: number, rc: string, payload: Payload) =>
       Effect.gen(function* () {
