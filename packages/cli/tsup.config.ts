@@ -1,11 +1,23 @@
 import { defineConfig } from "tsup"
 
-export default defineConfig({
+// Two configs (the library and the bin); no `clean` here: the build script does `rm -rf dist && tsup`.
+export default defineConfig([{
   entry: { index: "src/index.ts" },
   format: ["esm", "cjs"],
   dts: true,
   sourcemap: true,
-  clean: true,
+  clean: false,
+  // import.meta.url in the CJS build (conformanceBin resolves @flexec/testing from here)
   shims: true,
   target: "node20"
-})
+}, {
+  // the flexec command (package.json "bin": ./dist/bin.cjs)
+  entry: { bin: "src/bin.ts" },
+  format: ["cjs"],
+  dts: false,
+  sourcemap: true,
+  clean: false,
+  shims: true,
+  target: "node20",
+  banner: { js: "#!/usr/bin/env node" }
+}])

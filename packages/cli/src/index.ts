@@ -1,6 +1,72 @@
 /**
- * `@flexec/cli`: the `flexec` command. Not implemented yet.
+ * `@flexec/cli`: the `flexec` command (`run`, `doctor`, `conformance`), built
+ * on `@effect/cli` and `@effect/platform-node`.
  *
  * @since 0.1.0
  */
-export const notYetImplemented = true as const
+import { Command, ValidationError } from "@effect/cli"
+import * as NodeContext from "@effect/platform-node/NodeContext"
+import { Cause, Console, Effect, Exit, Logger, Ref } from "effect"
+import { conformanceCommand } from "./ConformanceCommand.js"
+import { doctorCommand } from "./DoctorCommand.js"
+import { errorLine, exitCodeOf, ExitCode, squashCause } from "./internal/errors.js"
+import { ExitStatus } from "./internal/exitStatus.js"
+import { runCommand } from "./RunCommand.js"
+
+export { CliError, errorLine, ExitCode, exitCodeOf } from "./internal/errors.js"
+export { conformanceBin, conformanceCommand } from "./ConformanceCommand.js"
+export { doctorChecks, doctorCommand, formatChecks, maxSocketPath } from "./DoctorCommand.js"
+export type { Check } from "./DoctorCommand.js"
+export { runCommand, runJobFolder } from "./RunCommand.js"
+export type { RunArgs } from "./RunCommand.js"
+export { describeOutcome } from "./internal/view.js"
+
+/** The version printed by `flexec --version`. */
+export const version = "0.1.0"
+
+/** The root `flexec` command and its subcommands. */
+export const flexecCommand = Command.make("flexec", {}, () =>
+  Effect.gen(function* () {
+    yield* Console.error("usage: flexec <run|doctor|conformance> ...  (flexec --help for more)")
+    yield* Ref.set(yield* ExitStatus, ExitCode.Usage)
+  })
+).pipe(
+  Command.withDescription("flexec: run federated-learning jobs as isolated workers (child processes or Docker containers)."),
+  Command.withSubcommands([runCommand, doctorCommand, conformanceCommand])
+)
+
+const cli = Command.run(flexecCommand, { name: "flexec", version })
+
+/**
+ * Runs the command on `argv` (as `process.argv`: node and the script first)
+ * and succeeds with the process exit status. Errors are printed as one line,
+ * `error: <message>`, with the full cause only under `--verbose`.
+ */
+export const main = (argv: ReadonlyArray<string>): Effect.Effect<number, never, NodeContext.NodeContext> =>
+  Effect.gen(function* () {
+    const status = yield* Ref.make<number>(ExitCode.Success)
+    // The engine's own logs: on stderr under --verbose, else none (stdout may be --json).
+    const logger = argv.includes("--verbose")
+      ? Logger.replace(Logger.defaultLogger, Logger.withConsoleError(Logger.logfmtLogger))
+      : Logger.remove(Logger.defaultLogger)
+    const exit = yield* cli(argv).pipe(Effect.provideService(ExitStatus, status), Effect.provide(logger), Effect.exit)
+    if (Exit.isSuccess(exit)) return yield* Ref.get(status)
+    if (Cause.isInterruptedOnly(exit.cause)) return 130
+    const error = squashCause(exit.cause)
+    // @effect/cli has already printed what was wrong with the command line.
+    if (ValidationError.isValidationError(error)) {
+      yield* Console.error("(flexec --help shows the commands and their options)")
+      return ExitCode.Usage
+    }
+    yield* Console.error(errorLine(error))
+    if (argv.includes("--verbose")) yield* Console.error(Cause.pretty(exit.cause, { renderErrorCause: true }))
+    return exitCodeOf(error)
+  })
+
+/** Runs `main` on `process.argv` in Node and exits with its status. */
+export const runMain = (): void => {
+  const fiber = Effect.runFork(main(process.argv).pipe(Effect.provide(NodeContext.layer)))
+  fiber.addObserver((exit) => {
+    process.exit(Exit.isSuccess(exit) ? exit.value : ExitCode.Failure)
+  })
+}

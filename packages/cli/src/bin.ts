@@ -1,0 +1,8 @@
+/**
+ * The `flexec` executable.
+ *
+ * @since 0.1.0
+ */
+import { runMain } from "./index.js"
+
+runMain()
