@@ -9,7 +9,7 @@ import { describe, expect, it } from "@effect/vitest"
 import type { JobLauncher, RecoveredJob } from "@flexec/core"
 import { ClientStatus, makeJobExecutor, Message } from "@flexec/core"
 import { deployJob, fixtureFacts } from "@flexec/testing"
-import { Effect, Schedule } from "effect"
+import { Effect, Exit, Schedule, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -175,6 +175,37 @@ describe("a parent killed with SIGKILL", () => {
         yield* eventually("the adopted job's grandchild to be dead", () => isDead(grandchild), 5_000)
         expect(fs.existsSync(pidFile(a, "job-x"))).toBe(false)
         expect(yield* executor.jobs).toEqual([])
+      }),
+    60_000
+  )
+  // KNOWN ENGINE BUG (core/src/JobExecutor.ts, reported to the lead): close() forks runAbort from its
+  // finalizer, so the abort fiber inherits the finalizer's uninterruptibility and the grace-period
+  // Effect.timeout in runAbort can never interrupt Deferred.await(entry.exited): a job that does not
+  // exit on the abort message (here: an adopted worker that has not reconnected yet; equally a launched
+  // job that ignores abort) is never terminated and close() hangs. Fix: fork
+  // `Effect.interruptible(runAbort(entry))` in abortEntry. Remove `.fails` once fixed.
+  it.scopedLive.fails(
+    "closing the new parent before the adopted worker reconnected ends the job",
+    () =>
+      Effect.gen(function* () {
+        const root = yield* makeRoot
+        const a = yield* parentConfig(root, "inst-close", ["job-c"])
+        const parent = yield* startParent(a)
+        const pid = parent.jobs[0]!.pid
+        yield* crash(parent)
+        const scope = yield* Scope.make()
+        yield* ProcessJobExecutor.make({
+          client: { clientName },
+          runtimeDir: a.runtimeDir,
+          instanceId: a.instanceId,
+          recover: "adopt",
+          graceMs: 200,
+          killTimeoutMs
+        }).pipe(Scope.extend(scope))
+        // disconnected: a hanging close is left behind (the root's release kills the job) instead of hanging the test
+        const closed = yield* Scope.close(scope, Exit.void).pipe(Effect.disconnect, Effect.timeout("5 seconds"), Effect.either)
+        expect(closed._tag, "close() returns").toBe("Right")
+        yield* eventually("the adopted job to be dead", () => isDead(pid), 5_000)
       }),
     60_000
   )
