@@ -41,7 +41,15 @@ export const ClientName = idSchema("ClientName")
 /** A validated client name. */
 export type ClientName = typeof ClientName.Type
 
-const show = (value: unknown): string => (typeof value === "string" ? value : String(value))
+const show = (value: unknown): string => {
+  if (typeof value === "string") return value
+  try {
+    return String(value)
+  } catch {
+    // a null-prototype object, or one whose toString throws
+    return Object.prototype.toString.call(value)
+  }
+}
 
 /** Validates a job id, failing with `InvalidJobId` that says why. */
 export const decodeJobId = (value: unknown): Effect.Effect<JobId, InvalidJobId> => {
