@@ -107,10 +107,11 @@ describe("fuzz: job meta and ids", () => {
     const workspace = "/ws/root"
     fc.assert(
       fc.property(idArb, (value) => {
-        for (const [decode, tag] of [
+        const decoders: ReadonlyArray<readonly [(v: unknown) => Effect.Effect<string, { readonly _tag: string }>, string]> = [
           [decodeJobId, "InvalidJobId"],
           [decodeClientName, "InvalidClient"]
-        ] as const) {
+        ]
+        for (const [decode, tag] of decoders) {
           const exit = typed(() => decode(value), [tag])
           if (Exit.isSuccess(exit)) {
             const id = exit.value as string
