@@ -1,0 +1,202 @@
+// Shared helpers of the benchmarks: statistics, the job environment both sides
+// get, job deployment, an event pump over a PromiseExecutor, the raw server.
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import * as v8 from "node:v8"
+import * as vm from "node:vm"
+import rawproto from "../workers/rawproto.cjs"
+
+export const benchDir = path.dirname(path.dirname(fileURLToPath(import.meta.url)))
+export const workersDir = path.join(benchDir, "workers")
+export const rawProtoPath = path.join(workersDir, "rawproto.cjs")
+export const site = "site-1"
+
+v8.setFlagsFromString("--expose-gc")
+/** A full GC (several passes, so finalizers run). */
+export const gc = (() => {
+  const f = vm.runInNewContext("gc")
+  return () => { f(); f(); f() }
+})()
+
+/** Wall-clock-based ms with sub-ms resolution (comparable across processes). */
+export const wallNow = () => performance.timeOrigin + performance.now()
+export const now = () => performance.now()
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+/** Percentile (nearest-rank on a sorted copy). */
+export const pct = (xs, p) => {
+  if (xs.length === 0) return NaN
+  const s = [...xs].sort((a, b) => a - b)
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))
+  return s[i]
+}
+export const median = (xs) => pct(xs, 50)
+
+/**
+ * The environment a job gets from flexec's allowlist (PATH, HOME, LANG, LC_*,
+ * TZ, TMPDIR): the raw side gets exactly this too, so neither pays for an
+ * inherited NODE_EXTRA_CA_CERTS (60–130 ms per Node start here).
+ */
+export const jobLikeEnv = (extra = {}) => {
+  const env = {}
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && (["PATH", "HOME", "LANG", "TZ", "TMPDIR"].includes(k) || k.startsWith("LC_"))) env[k] = v
+  }
+  return { ...env, ...extra }
+}
+
+/** A temporary directory, removed by the returned cleanup. */
+export const tempDir = (prefix) => fs.mkdtempSync(path.join(os.tmpdir(), prefix))
+
+/** Deploys a job of the bench worker into `workspace` (NVFlare's layout). */
+export const deployJob = (workspace, jobId, app = "flexec-echo.js") => {
+  const jobDir = path.join(workspace, jobId)
+  fs.mkdirSync(path.join(jobDir, `app_${site}`), { recursive: true })
+  fs.writeFileSync(path.join(jobDir, "meta.json"), JSON.stringify({ job_id: jobId, name: jobId, resource_spec: {}, min_clients: 1 }))
+  fs.copyFileSync(path.join(workersDir, app), path.join(jobDir, `app_${site}`, "main.js"))
+  return jobDir
+}
+
+/**
+ * One subscription to `executor.events()`, fanned out to waiters:
+ * `waitFor(jobId, tag)` resolves with `{ event, at }` (at = performance.now()
+ * when the event was seen), also for an event that came before the call.
+ */
+export const eventPump = (executor) => {
+  const seen = new Map()
+  const waiters = new Map()
+  const iterator = executor.events()[Symbol.asyncIterator]()
+  let stopped = false
+  ;(async () => {
+    while (!stopped) {
+      const r = await iterator.next()
+      if (r.done) return
+      const at = now()
+      const key = `${r.value.jobId}:${r.value._tag}`
+      const w = waiters.get(key)
+      if (w) {
+        waiters.delete(key)
+        w({ event: r.value, at })
+      } else seen.set(key, { event: r.value, at })
+    }
+  })().catch(() => {})
+  return {
+    waitFor(jobId, tag, timeoutMs = 120_000) {
+      const key = `${jobId}:${tag}`
+      const hit = seen.get(key)
+      if (hit) {
+        seen.delete(key)
+        return Promise.resolve(hit)
+      }
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => {
+          waiters.delete(key)
+          reject(new Error(`no ${tag} for ${jobId} within ${timeoutMs} ms`))
+        }, timeoutMs)
+        waiters.set(key, (v) => {
+          clearTimeout(timer)
+          resolve(v)
+        })
+      })
+    },
+    forget(jobId) {
+      for (const k of seen.keys()) if (k.startsWith(`${jobId}:`)) seen.delete(k)
+    },
+    stop() {
+      stopped = true
+      iterator.return?.()
+    }
+  }
+}
+
+/**
+ * The parent's end of the raw baseline: listens on `sockPath`; every connection
+ * is a peer whose `hello` resolves `nextHello()`, and which answers
+ * `request(op, data)` (sequential) with the reply frame's data.
+ */
+export const rawServer = async (sockPath) => {
+  const helloWaiters = []
+  const hellos = []
+  const peers = new Set()
+  const server = net.createServer((socket) => {
+    let pendingReply
+    const peer = {
+      socket,
+      request(op, data) {
+        return new Promise((resolve) => {
+          pendingReply = resolve
+          rawproto.send(socket, op, data)
+        })
+      },
+      close() {
+        socket.end()
+      }
+    }
+    peers.add(peer)
+    socket.on("close", () => peers.delete(peer))
+    socket.on("error", () => {})
+    socket.on("data", rawproto.reader((op, data) => {
+      if (op === 0) {
+        const entry = { peer, at: now() }
+        const w = helloWaiters.shift()
+        if (w) w(entry)
+        else hellos.push(entry)
+      } else {
+        const r = pendingReply
+        pendingReply = undefined
+        r?.(data)
+      }
+    }))
+  })
+  await new Promise((resolve, reject) => {
+    server.once("error", reject)
+    server.listen(sockPath, resolve)
+  })
+  return {
+    nextHello(timeoutMs = 120_000) {
+      const h = hellos.shift()
+      if (h) return Promise.resolve(h)
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no raw hello within ${timeoutMs} ms`)), timeoutMs)
+        helloWaiters.push((e) => {
+          clearTimeout(timer)
+          resolve(e)
+        })
+      })
+    },
+    close: () =>
+      new Promise((resolve) => {
+        for (const p of peers) p.socket.destroy()
+        server.close(() => resolve())
+      })
+  }
+}
+
+/** Samples the parent's RSS every `everyMs` until stopped; returns the peak. */
+export const rssSampler = (everyMs = 2) => {
+  let peak = process.memoryUsage.rss()
+  const timer = setInterval(() => {
+    const r = process.memoryUsage.rss()
+    if (r > peak) peak = r
+  }, everyMs)
+  return {
+    stop() {
+      clearInterval(timer)
+      const r = process.memoryUsage.rss()
+      return r > peak ? r : peak
+    }
+  }
+}
+
+/** A payload of `n` bytes whose JSON text is exactly `n` bytes. */
+export const jsonPayloadOf = (n) => {
+  const base = JSON.stringify({ d: "" }).length
+  return { d: "x".repeat(n - base) }
+}
+
+export const MiB = 1024 * 1024
+export const fmtMs = (x) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)) : "–")
+export const fmtUs = (ms) => (Number.isFinite(ms) ? `${(ms * 1000).toFixed(0)} µs` : "–")
