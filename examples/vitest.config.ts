@@ -1,4 +1,5 @@
 import { defineConfig, mergeConfig } from "vitest/config"
 import shared from "../vitest.shared.js"
 
-export default mergeConfig(shared, defineConfig({}))
+// One file at a time: the examples start real processes and containers on a shared 2-core machine.
+export default mergeConfig(shared, defineConfig({ test: { fileParallelism: false } }))
