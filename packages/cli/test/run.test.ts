@@ -71,6 +71,19 @@ describe("flexec run", () => {
     expect(stderr).not.toMatch(stackFrame)
   })
 
+  it("a meta.json that is not JSON, or names an invalid job id: one line, exit 103", async () => {
+    const job = makeJobFolder("bad-meta", "process.exit(0)", null)
+    temps.push(path.dirname(job))
+    fs.writeFileSync(path.join(job, "meta.json"), "{ not json")
+    const notJson = await runCli(["run", job])
+    expect(notJson.code).toBe(103)
+    expect(notJson.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^error: .*meta\.json is not a JSON object with a string job_id: .*JSON.*; fix the file$/)])
+    fs.writeFileSync(path.join(job, "meta.json"), JSON.stringify({ job_id: "../escape" }))
+    const badId = await runCli(["run", job])
+    expect(badId.code).toBe(103)
+    expect(badId.stderr.trim().split("\n")).toEqual([expect.stringMatching(/^error: invalid job id "\.\.\/escape"/)])
+  })
+
   it("a job folder that does not exist: one line, exit 2", async () => {
     const { code, stderr } = await runCli(["run", "/nonexistent/flexec-job"])
     expect(code).toBe(2)

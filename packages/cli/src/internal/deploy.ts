@@ -6,7 +6,7 @@
  */
 import { decodeJobId } from "@flexec/core"
 import type { InvalidJobId } from "@flexec/core"
-import { Effect, Either, Schema } from "effect"
+import { Effect, Either, ParseResult, Schema } from "effect"
 import type { Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -40,7 +40,9 @@ export const readJobFolder = (input: string): Effect.Effect<JobFolder, CliError 
     })
     const decoded = Schema.decodeUnknownEither(MetaJson)(metaText)
     if (Either.isLeft(decoded)) {
-      return yield* fail(`${metaPath} is not a JSON object with a string job_id: fix the file (${decoded.left.message.split("\n")[0]})`)
+      const issue = ParseResult.ArrayFormatter.formatErrorSync(decoded.left)[0]
+      const where = issue === undefined || issue.path.length === 0 ? "" : ` at ${issue.path.join(".")}`
+      return yield* fail(`${metaPath} is not a JSON object with a string job_id${where}: ${(issue?.message ?? "invalid").replace(/\s+/g, " ")}; fix the file`)
     }
     const appDir = path.join(dir, "app")
     if (!fs.statSync(appDir, { throwIfNoEntry: false })?.isDirectory()) {
