@@ -371,7 +371,11 @@ export const makeJobExecutor = (
     const abortEntry = (entry: Entry) =>
       Effect.gen(function* () {
         if (!entry.exitSeen) entry.abortRequested = true
-        if (entry.abortFiber === undefined) entry.abortFiber = yield* Effect.forkIn(runAbort(entry), jobsScope)
+        // interruptible: close() calls this from a finalizer, whose uninterruptibility the fork
+        // would inherit, and the grace-period timeout must be able to fire
+        if (entry.abortFiber === undefined) {
+          entry.abortFiber = yield* Effect.forkIn(Effect.interruptible(runAbort(entry)), jobsScope)
+        }
         yield* Deferred.await(entry.completed)
       })
 
@@ -417,7 +421,7 @@ export const makeJobExecutor = (
         yield* publish(ExecutorEvent.Launched({ jobId: entry.jobId, time: yield* now }))
         yield* Deferred.succeed(entry.launched, undefined)
         // An abort that raced the end of the launch: run it again now that there is a handle.
-        if (entry.abortRequested) entry.abortFiber = yield* Effect.forkIn(runAbort(entry), jobsScope)
+        if (entry.abortRequested) entry.abortFiber = yield* Effect.forkIn(Effect.interruptible(runAbort(entry)), jobsScope)
         yield* supervise(entry, handle, true)
       })
 
@@ -742,6 +746,9 @@ export const makeJobExecutor = (
 
 // ---- validation helpers ---------------------------------------------------------------------
 
+/** Largest deployed meta.json read (bytes). */
+const MAX_META_BYTES = 4 * 1024 * 1024
+
 const readDeployedMeta = (jobId: JobId, jobDir: string, metaPath: string) =>
   Effect.gen(function* () {
     const jobDirStat = yield* Effect.sync(() => {
@@ -755,10 +762,15 @@ const readDeployedMeta = (jobId: JobId, jobDir: string, metaPath: string) =>
     if (jobDirStat.isSymbolicLink() || !jobDirStat.isDirectory()) {
       return yield* new InvalidJobMeta({ jobId, issues: `${jobDir} must be a directory, not a symbolic link or a file` })
     }
-    const text = yield* Effect.sync(() => {
+    // The job may have written its own directory: never block on a FIFO or device
+    // (O_NONBLOCK, regular files only) and never read an unbounded file.
+    const text = yield* Effect.sync((): string | { readonly problem: string } | undefined => {
       let fd: number | undefined
       try {
-        fd = fs.openSync(metaPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+        fd = fs.openSync(metaPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
+        const stat = fs.fstatSync(fd)
+        if (!stat.isFile()) return { problem: `${metaPath} must be a regular file` }
+        if (stat.size > MAX_META_BYTES) return { problem: `${metaPath} is ${stat.size} bytes, over the ${MAX_META_BYTES} allowed` }
         return fs.readFileSync(fd, "utf8")
       } catch {
         return undefined
@@ -767,6 +779,7 @@ const readDeployedMeta = (jobId: JobId, jobDir: string, metaPath: string) =>
       }
     })
     if (text === undefined) return yield* new JobMetaMissing({ jobId, path: metaPath })
+    if (typeof text !== "string") return yield* new InvalidJobMeta({ jobId, issues: text.problem })
     return yield* Effect.try({
       try: () => JSON.parse(text) as unknown,
       catch: (e) => new InvalidJobMeta({ jobId, issues: `${metaPath} is not valid JSON: ${describe(e)}` })

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "@effect/vitest"
-import { Duration, Effect, Exit, Fiber, Option, Queue, Stream, TestClock } from "effect"
+import { Duration, Effect, Exit, Fiber, Option, Queue, Scope, Stream, TestClock } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import * as Message from "../src/Message.js"
@@ -514,6 +514,27 @@ describe("engine: supervision", () => {
       expect(launcher.live()).toBe(0)
       expect((yield* Fiber.join(outcome)).returnCode).toBe(9)
       expect(fs.readdirSync(path.join(runtimeDir, "ch"))).toEqual([])
+    }))
+})
+
+describe("engine: close", () => {
+  it.scoped("close() terminates a Started job that ignores the abort message after the grace period", () =>
+    Effect.gen(function* () {
+      const workspace = yield* tempDir("flexec-ws-")
+      const runtimeDir = yield* tempDir("flexec-rt-")
+      const launcher = makeMemoryLauncher(() => programs.stubborn)
+      const scope = yield* Scope.make()
+      const executor = yield* makeJobExecutor({ client: { clientName: "site-1" }, launcher, runtimeDir, graceMs: 10_000 }).pipe(
+        Scope.extend(scope)
+      )
+      const events = yield* executor.subscribe
+      deploy(workspace, "job-1")
+      yield* executor.startApp({ jobId: "job-1", args: { workspace } })
+      yield* nextEvent(events, "Started", "job-1")
+      const closing = yield* Effect.fork(Scope.close(scope, Exit.void))
+      yield* adjustUntilDone(closing, "1 second")
+      expect(launcher.terminations).toEqual(["job-1"])
+      expect(launcher.live()).toBe(0)
     }))
 })
 
