@@ -1,6 +1,7 @@
 /**
  * `@flexec/core`: the contract, the engine and the wire protocol of flexec.
  *
+ * @module @flexec/core
  * @since 0.1.0
  */
 export * from "./Errors.js"

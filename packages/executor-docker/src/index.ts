@@ -1,6 +1,7 @@
 /**
  * `@flexec/executor-docker`: flexec jobs as Docker containers.
  *
+ * @module @flexec/executor-docker
  * @since 0.1.0
  */
 export {

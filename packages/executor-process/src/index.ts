@@ -1,6 +1,7 @@
 /**
  * `@flexec/executor-process`: flexec jobs as child processes.
  *
+ * @module @flexec/executor-process
  * @since 0.1.0
  */
 export {

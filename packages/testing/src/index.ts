@@ -2,6 +2,7 @@
  * `@flexec/testing`: mocks, worker fixtures, the reference in-memory backend,
  * and the backend conformance suite.
  *
+ * @module @flexec/testing
  * @since 0.1.0
  */
 export * from "./mocks.js"

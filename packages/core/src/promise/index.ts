@@ -3,6 +3,7 @@
  * Effect. Rejections are the tagged error objects themselves (`_tag` and fields
  * intact), never a `FiberFailure` wrapper.
  *
+ * @module @flexec/core/promise
  * @since 0.1.0
  */
 import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Stream } from "effect"

@@ -14,6 +14,7 @@
  * })
  * ```
  *
+ * @module @flexec/core/worker
  * @since 0.1.0
  */
 export { ChannelError, ConfigError, UnsafeComponentError } from "./errors.js"
