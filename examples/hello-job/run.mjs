@@ -33,7 +33,7 @@ try {
       const reply = await executor.sendToJob({ jobId, channel: "hello", topic: "greet", message: { headers: {}, payload: { name: "operator" } } })
       console.log(`${at()}  job says: ${reply.payload.greeting}`)
     } else if (event._tag === "Stopped") {
-      console.log(`${at()}  stopped   stats: ${JSON.stringify((await executor.getRunInfo(jobId).catch(() => ({}))).training ?? {})}`)
+      console.log(`${at()}  stopped`)
     } else if (event._tag === "Completed") {
       const { returnCode, reason, exit } = event.outcome
       console.log(`${at()}  completed return code ${returnCode}${reason ? ` (${reason})` : ""}, exit code ${exit.code}, signal ${exit.signal ?? "none"}`)
