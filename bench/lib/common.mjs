@@ -76,31 +76,39 @@ export const eventPump = (executor) => {
       if (r.done) return
       const at = now()
       const key = `${r.value.jobId}:${r.value._tag}`
-      const w = waiters.get(key)
-      if (w) {
-        waiters.delete(key)
-        w({ event: r.value, at })
-      } else seen.set(key, { event: r.value, at })
+      const entry = { event: r.value, at }
+      seen.set(key, entry)
+      const ws = waiters.get(key)
+      waiters.delete(key)
+      for (const w of ws ?? []) w(entry)
     }
   })().catch(() => {})
   return {
     waitFor(jobId, tag, timeoutMs = 120_000) {
       const key = `${jobId}:${tag}`
       const hit = seen.get(key)
-      if (hit) {
-        seen.delete(key)
-        return Promise.resolve(hit)
-      }
+      if (hit) return Promise.resolve(hit)
       return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiters.delete(key)
-          reject(new Error(`no ${tag} for ${jobId} within ${timeoutMs} ms`))
-        }, timeoutMs)
-        waiters.set(key, (v) => {
+        const w = (v) => {
           clearTimeout(timer)
           resolve(v)
-        })
+        }
+        const timer = setTimeout(() => {
+          const list = waiters.get(key)
+          if (list) list.splice(list.indexOf(w), 1)
+          reject(new Error(`no ${tag} for ${jobId} within ${timeoutMs} ms`))
+        }, timeoutMs)
+        if (!waiters.has(key)) waiters.set(key, [])
+        waiters.get(key).push(w)
       })
+    },
+    /** Started, or a failure naming the outcome if the job completes first. */
+    async started(jobId, timeoutMs = 120_000) {
+      const completed = this.waitFor(jobId, "Completed", timeoutMs).then(({ event }) => {
+        throw new Error(`${jobId} completed before Started: ${JSON.stringify(event.outcome)}`)
+      })
+      completed.catch(() => {})
+      return Promise.race([this.waitFor(jobId, "Started", timeoutMs), completed])
     },
     forget(jobId) {
       for (const k of seen.keys()) if (k.startsWith(`${jobId}:`)) seen.delete(k)
@@ -199,4 +207,4 @@ export const jsonPayloadOf = (n) => {
 
 export const MiB = 1024 * 1024
 export const fmtMs = (x) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)) : "–")
-export const fmtUs = (ms) => (Number.isFinite(ms) ? `${(ms * 1000).toFixed(0)} µs` : "–")
+export const fmtUs = (ms) => (Number.isFinite(ms) ? `${(ms * 1000).toFixed(ms < 0.01 ? 2 : 0)} µs` : "–")

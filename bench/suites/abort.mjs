@@ -25,7 +25,7 @@ export async function run({ quick, log }) {
     const jobId = `ab-${++seq}`
     const jobDir = deployJob(workspace, jobId)
     await executor.startApp({ jobId, args: { workspace, set } })
-    await pump.waitFor(jobId, "Started")
+    await pump.started(jobId)
     await sleep(20)
     const t0 = now()
     const w0 = wallNow()

@@ -20,7 +20,7 @@ export const startEchoPair = async (tag, options = {}) => {
   const jobId = `${tag}-1`
   deployJob(workspace, jobId)
   await executor.startApp({ jobId, args: { workspace, set: { rawSock: sock, rawProto: rawProtoPath } } })
-  await pump.waitFor(jobId, "Started")
+  await pump.started(jobId)
   const { peer } = await server.nextHello()
   return {
     executor,

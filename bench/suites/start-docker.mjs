@@ -64,7 +64,7 @@ export async function run({ quick, log }) {
     deployJob(workspace, jobId)
     const t0 = now()
     await executor.startApp({ jobId, args: { workspace } })
-    const { at } = await pump.waitFor(jobId, "Started")
+    const { at } = await pump.started(jobId)
     const dt = at - t0
     await executor.abortApp(jobId)
     await pump.waitFor(jobId, "Completed")

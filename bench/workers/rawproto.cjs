@@ -42,15 +42,25 @@ function reader(onFrame) {
   }
 }
 
-/** Writes one frame as two chunks (prefix, data), like flexec's encoder. */
+/**
+ * Writes one frame: small frames as one buffer (one write, one wake-up of the
+ * peer), large ones as two chunks (prefix, data) without copying the data.
+ */
 function send(socket, op, data) {
+  if (data.length <= SMALL) {
+    const frame = Buffer.allocUnsafe(5 + data.length)
+    frame.writeUInt32BE(data.length + 1, 0)
+    frame[4] = op
+    data.copy(frame, 5)
+    return socket.write(frame)
+  }
   const head = Buffer.allocUnsafe(5)
   head.writeUInt32BE(data.length + 1, 0)
   head[4] = op
   socket.write(head)
-  if (data.length > 0) return socket.write(data)
-  return true
+  return socket.write(data)
 }
+const SMALL = 16 * 1024
 
 /** The child's side: connect, say hello, answer echo and sink frames. */
 function serveRaw(path, hello, onClose) {

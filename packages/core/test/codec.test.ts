@@ -6,12 +6,14 @@ import {
   decodePayload,
   DEFAULT_MAX_FRAME_BYTES,
   type DecodeEvent,
+  encodedFrameLength,
   encodeFrame,
   encodeFrameBuffer,
   encodePayload,
   FrameDecoder,
   type FrameHeader,
-  MAX_HEADER_BYTES
+  MAX_HEADER_BYTES,
+  SMALL_PAYLOAD_BYTES
 } from "../src/internal/codec.js"
 import { duplexPair } from "../src/internal/duplexPair.js"
 import * as Message from "../src/Message.js"
@@ -38,16 +40,32 @@ const frames: Array<[FrameHeader, Uint8Array | undefined]> = [
 ]
 
 describe("codec", () => {
-  it("encodes length, header length, header and payload, and does not copy the payload", () => {
-    const payload = new Uint8Array([9, 8, 7])
+  it("encodes length, header length, header and payload, and does not copy a large payload", () => {
+    const payload = new Uint8Array(SMALL_PAYLOAD_BYTES + 1).fill(9)
     const chunks = encodeFrame({ kind: "reply", id: 3, rc: "ok", enc: "bytes" }, payload)
     expect(chunks).toHaveLength(2)
     expect(chunks[1]).toBe(payload)
     const head = Buffer.from(chunks[0]!)
     const header = '{"kind":"reply","id":3,"rc":"ok","enc":"bytes"}'
-    expect(head.readUInt32BE(0)).toBe(4 + header.length + 3)
+    expect(head.readUInt32BE(0)).toBe(4 + header.length + payload.byteLength)
+    expect(encodedFrameLength(chunks)).toBe(4 + header.length + payload.byteLength)
     expect(head.readUInt32BE(4)).toBe(header.length)
     expect(head.subarray(8).toString()).toBe(header)
+  })
+
+  it("encodes a small frame as one buffer (one socket write), byte-identical to the chunked form", () => {
+    const header = { kind: "reply" as const, id: 3, rc: "ok", enc: "bytes" as const }
+    for (const size of [1, 64, SMALL_PAYLOAD_BYTES]) {
+      const payload = new Uint8Array(size).map((_, i) => i % 251)
+      const chunks = encodeFrame(header, payload)
+      expect(chunks).toHaveLength(1)
+      const text = JSON.stringify(header)
+      const expected = Buffer.concat([Buffer.from([0, 0, 0, 0, 0, 0, 0, 0]), Buffer.from(text), payload])
+      expected.writeUInt32BE(4 + text.length + size, 0)
+      expected.writeUInt32BE(text.length, 4)
+      expect(Buffer.from(chunks[0]!).equals(expected)).toBe(true)
+      expect(encodedFrameLength(chunks)).toBe(4 + text.length + size)
+    }
   })
 
   it("refuses to encode a header over 64 KiB", () => {

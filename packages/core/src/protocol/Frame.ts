@@ -91,8 +91,7 @@ export const encodeHeaderFrame = (
     }
     throw error
   }
-  const headerBytes = chunks[0]!.byteLength - 8
-  const size = codec.frameLength(headerBytes, payload?.byteLength ?? 0)
+  const size = codec.encodedFrameLength(chunks)
   if (size > maxFrameBytes) return Either.left(new MessageTooBig({ size, max: maxFrameBytes }))
   return Either.right({ header, chunks, size })
 }

@@ -8,6 +8,7 @@ import {
   type DecodeEvent,
   DEFAULT_MAX_FRAME_BYTES,
   decodePayload,
+  encodedFrameLength,
   encodeFrame,
   encodePayload,
   FrameDecoder,
@@ -80,7 +81,7 @@ class Conn {
     } catch (error) {
       throw new ChannelError("msg_too_big", messageOf(error))
     }
-    const size = chunks[0]!.byteLength - 4 + (payload?.byteLength ?? 0)
+    const size = encodedFrameLength(chunks)
     if (size > this.maxFrame) {
       throw new ChannelError("msg_too_big", `a frame of ${size} bytes exceeds the parent's limit of ${this.maxFrame} bytes`)
     }
