@@ -11,7 +11,7 @@
 import { afterAll, afterEach, describe, expect, it } from "@effect/vitest"
 import { deployJob } from "@flexec/testing"
 import { Effect } from "effect"
-import { spawn } from "node:child_process"
+import { spawn, spawnSync } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
@@ -99,6 +99,11 @@ runJob({
   }
 })
 `
+
+const spawnSyncMkfifo = (file: string) => {
+  const result = spawnSync("mkfifo", [file])
+  if (result.status !== 0) throw new Error(`mkfifo failed: ${String(result.stderr)}`)
+}
 
 const deployProbe = (workspace: string, jobId: string) => {
   const appDir = path.join(workspace, jobId, "app_site-1")
@@ -266,6 +271,42 @@ describe("security: process backend", () => {
       expect(await executor.jobs()).toEqual([])
       expect(fs.existsSync(path.join(outside, "ran"))).toBe(false)
       expect(fs.existsSync(path.join(root, "escaped", "log.txt"))).toBe(false)
+    } finally {
+      await executor.close()
+    }
+  }, 30_000)
+
+  it("a meta.json the job replaced with a FIFO, a link or a huge file is refused without blocking or reading it all", async () => {
+    const { root, runtimeDir, workspace } = makeRoot()
+    const executor = await createProcessExecutor({ client, instanceId: "sec-meta", runtimeDir })
+    try {
+      const plant = (jobId: string, how: (file: string) => void) => {
+        deployProbe(workspace, jobId)
+        const file = path.join(workspace, jobId, "meta.json")
+        fs.rmSync(file)
+        how(file)
+      }
+      plant("job-fifo", (file) => spawnSyncMkfifo(file))
+      plant("job-link", (file) => fs.symlinkSync(path.join(root, "elsewhere.json"), file))
+      fs.writeFileSync(path.join(root, "elsewhere.json"), JSON.stringify({ job_id: "job-link" }))
+      plant("job-huge", (file) => {
+        fs.writeFileSync(file, "{}")
+        fs.truncateSync(file, 64 * 1024 * 1024)
+      })
+      for (const [jobId, tags] of [
+        ["job-fifo", ["InvalidJobMeta"]],
+        ["job-link", ["JobMetaMissing", "InvalidJobMeta"]],
+        ["job-huge", ["InvalidJobMeta"]]
+      ] as const) {
+        counts.cases++
+        counts.faults++
+        const error = await executor.startApp({ jobId, args: { workspace } }).then(
+          () => undefined,
+          (e: { _tag?: string }) => e
+        )
+        expect(tags as ReadonlyArray<string | undefined>, jobId).toContain(error?._tag)
+      }
+      expect(await executor.jobs()).toEqual([])
     } finally {
       await executor.close()
     }
