@@ -103,7 +103,7 @@ describe("security: job-controlled docker options (no engine)", () => {
         counts.passed++
         for (const where of ["default", SITE]) {
           const entry = (meta.launcher_spec as Record<string, Record<string, unknown>> | undefined)?.[where]?.docker
-          if (entry !== undefined) for (const key of Object.keys(entry)) expect(allowed.has(key)).toBe(true)
+          if (typeof entry === "object" && entry !== null) for (const key of Object.keys(entry)) expect(allowed.has(key)).toBe(true)
         }
         const checked = checkJobSpec(meta, SITE)
         expect(checked._tag).toBe("Right")
