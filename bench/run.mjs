@@ -72,8 +72,19 @@ console.log(`\n${machine}\n\n${table}\n`)
 if (failures.length > 0) console.log(`failed to run: ${failures.join("; ")}`)
 
 if (write) {
-  const out = outArg ? path.resolve(outArg.slice("--out=".length)) : path.join(benchDir, "RESULTS.generated.md")
-  fs.writeFileSync(out, `# flexec benchmark results\n\n${machine}\n\n${table}\n`)
+  // A full run of every measurement writes bench/RESULTS.md (with bench/FINDINGS.md
+  // appended); a --quick or partial run writes bench/RESULTS.generated.md (not committed).
+  const full = !quick && selected.length === all.length
+  const out = outArg ? path.resolve(outArg.slice("--out=".length)) : path.join(benchDir, full ? "RESULTS.md" : "RESULTS.generated.md")
+  const findingsPath = path.join(benchDir, "FINDINGS.md")
+  const findings = fs.existsSync(findingsPath) ? `\n${fs.readFileSync(findingsPath, "utf8")}` : ""
+  const how = [
+    "How: `npm run bench` (`-- --quick` for a smoke run, `-- --check` to exit 1 on a missed bar, `-- <name> ...` to select:",
+    `${all.join(", ")}). flexec and its raw baseline run in this one process, paired and interleaved (A B, B A, …),`,
+    "after a warm-up; both children get flexec's allowlisted environment (no NODE_EXTRA_CA_CERTS). Ratio = flexec / raw",
+    "unless the notes say otherwise."
+  ].join("\n")
+  fs.writeFileSync(out, `# flexec benchmark results\n\n${machine}\n\n${how}\n\n${table}\n${failures.length > 0 ? `\nFailed to run: ${failures.join("; ")}\n` : ""}${findings}`)
   log(`wrote ${out}`)
 }
 
