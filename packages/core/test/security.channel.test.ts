@@ -14,7 +14,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { type DecodeEvent, encodeFrameBuffer, FrameDecoder, type FrameHeader } from "../src/internal/codec.js"
 import * as Message from "../src/Message.js"
-import { openJobChannel } from "../src/protocol/ChannelServer.js"
+import { MAX_PENDING_HELLOS, openJobChannel } from "../src/protocol/ChannelServer.js"
 import type { JobChannelOptions } from "../src/protocol/ChannelServer.js"
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), "fxs-"))
@@ -237,11 +237,37 @@ describe("security: a job cannot make the parent allocate without bound", () => 
     }).pipe(quiet)
   , 60_000)
 
+  it.scopedLive("idle connections that never say hello: at most MAX_PENDING_HELLOS are held, the rest closed at once; the job still gets in", () =>
+    Effect.gen(function* () {
+      const a = yield* open({ helloTimeout: "30 seconds" })
+      const idle = yield* Effect.forEach(Array.from({ length: 100 }), () => connect(a.info.socketPath))
+      counts.cases++
+      counts.faults += idle.length
+      yield* until("all but the cap to be closed", () => idle.filter((p) => p.closed).length === idle.length - MAX_PENDING_HELLOS)
+      // the held ones free their slots when they go; the job connects
+      for (const p of idle) p.socket.destroy()
+      yield* until("the held ones to be gone", () => idle.every((p) => p.closed))
+      const job = yield* Effect.retry(
+        Effect.gen(function* () {
+          const peer = yield* connect(a.info.socketPath)
+          peer.send({ kind: "hello", version: 1, jobId: "job-a", token: "token-a-0123456789" })
+          yield* until("hello_ok or close", () => peer.frames().length === 1 || peer.closed)
+          if (peer.closed) return yield* Effect.fail("closed")
+          return peer
+        }),
+        { times: 50 }
+      )
+      expect(job.frames()[0]!.header.kind).toBe("hello_ok")
+      expect(yield* a.isConnected).toBe(true)
+      counts.refused += idle.length - MAX_PENDING_HELLOS
+    }).pipe(quiet)
+  )
+
   it.scopedLive("slow-loris: hellos dribbled byte by byte are cut off at the hello timeout, never accepted", () =>
     Effect.gen(function* () {
       const a = yield* open({ helloTimeout: "300 millis" })
       const hello = encodeFrameBuffer({ kind: "hello", version: 1, jobId: "job-a", token: "token-a-0123456789" })
-      const peers = yield* Effect.forEach(Array.from({ length: 20 }), () => connect(a.info.socketPath))
+      const peers = yield* Effect.forEach(Array.from({ length: MAX_PENDING_HELLOS }), () => connect(a.info.socketPath))
       counts.cases += peers.length
       counts.faults += peers.length
       let sent = 0

@@ -98,6 +98,9 @@ export const DEFAULT_SOCKET_NAME = "ch.sock"
 /** Default time a connection has to say hello. */
 export const DEFAULT_HELLO_TIMEOUT: Duration.Duration = Duration.seconds(10)
 
+/** Connections per job channel that may be waiting to say hello at once; more are closed at once. */
+export const MAX_PENDING_HELLOS = 16
+
 /** Longest unix socket path (bytes; `sun_path` holds 108 with the terminating NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107
 
@@ -229,7 +232,7 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
       })
     )
 
-    const handshake = (stream: Duplex) =>
+    const handshake = (stream: Duplex, helloDone: () => void) =>
       Effect.gen(function* () {
         let problem: string | undefined = "no hello"
         const framed = yield* makeFramedStream(stream, {
@@ -244,6 +247,7 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
           }
         })
         const first = yield* framed.next.pipe(Effect.timeoutOption(helloTimeout))
+        helloDone()
         if (Option.isNone(first)) {
           return yield* Effect.logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)
         }
@@ -287,12 +291,24 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
         yield* Effect.logDebug("worker disconnected")
       }).pipe(Effect.scoped, Effect.annotateLogs({ jobId }))
 
+    // Connections that have not said hello yet hold a socket and up to a
+    // hello-sized buffer each: cap them, so a job flooding its own socket with
+    // idle connections cannot make the parent allocate without bound.
+    let handshaking = 0
     const accept = (stream: Duplex): void => {
-      if (closing) {
+      if (closing || handshaking >= MAX_PENDING_HELLOS) {
         stream.destroy()
         return
       }
-      run(handshake(stream))
+      handshaking++
+      let counted = true
+      const release = () => {
+        if (counted) {
+          counted = false
+          handshaking--
+        }
+      }
+      run(handshake(stream, release).pipe(Effect.ensuring(Effect.sync(release))))
     }
 
     const sockets = new Set<net.Socket>()
