@@ -37,6 +37,25 @@ afterEach(() => {
   for (const root of roots.splice(0)) fs.rmSync(root, { recursive: true, force: true })
 })
 
+/** Everything the parent writes through console (Effect's default logger) until `stop`. */
+const captureConsole = () => {
+  const lines: Array<string> = []
+  const methods = ["log", "info", "warn", "error", "debug"] as const
+  const originals = methods.map((m) => console[m])
+  methods.forEach((m, i) => {
+    console[m] = (...args: Array<unknown>) => {
+      lines.push(args.map((a) => (typeof a === "string" ? a : JSON.stringify(a) ?? String(a))).join(" "))
+      originals[i]!.apply(console, args)
+    }
+  })
+  return {
+    stop: () => {
+      methods.forEach((m, i) => (console[m] = originals[i]!))
+      return lines.join("\n")
+    }
+  }
+}
+
 const SECRETS = { token: "FLTOKEN-s3cr3t-0a1b2c", tokenSignature: "FLSIG-s1gn4ture-3d4e5f", ssid: "FLSSID-77aa88" }
 const client = { clientName: "site-1", ...SECRETS }
 
@@ -147,6 +166,7 @@ describe("security: process backend", () => {
     const { root, runtimeDir, workspace } = makeRoot()
     deployProbe(workspace, "job-a")
     const b = await Effect.runPromise(deployJob({ workspace, jobId: "job-b", clientName: "site-1", fixture: "exit-on-abort" }))
+    const logged = captureConsole()
     const executor = await createProcessExecutor({ client, instanceId: "sec", runtimeDir })
     try {
       await executor.startApp({ jobId: "job-a", args: { workspace } })
@@ -199,8 +219,13 @@ describe("security: process backend", () => {
         for (const secret of Object.values(SECRETS)) expect(log).not.toContain(secret)
       }
       expect(fs.readFileSync(path.join(workspace, "job-a", "log.txt"), "utf8")).toContain("probe running as job-a")
+      // nor the parent's own log lines
+      const parentLog = logged.stop()
+      expect(parentLog.length).toBeGreaterThan(0)
+      for (const secret of Object.values(SECRETS)) expect(parentLog).not.toContain(secret)
       void root
     } finally {
+      logged.stop()
       await executor.close()
     }
   }, 60_000)
