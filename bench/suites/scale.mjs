@@ -26,10 +26,10 @@ export async function run({ quick, log }) {
   const ids = Array.from({ length: N }, (_, i) => `sc-${i + 1}`)
   for (const id of ids) deployJob(workspace, id)
   const message = { headers: {}, payload: jsonPayloadOf(64) }
-  const latencies = async (target) => {
+  const latencies = async (target, count = q) => {
     const status = []
     const send = []
-    for (let i = 0; i < q; i++) {
+    for (let i = 0; i < count; i++) {
       const id = target()
       let t0 = now()
       await executor.checkStatus(id)
@@ -46,14 +46,23 @@ export async function run({ quick, log }) {
     const m = process.memoryUsage()
     return { rss: m.rss, heap: m.heapUsed }
   }
+  /** The parent's CPU (ms per s) while its jobs sit idle: periodic per-job work shows here. */
+  const idleCpu = async () => {
+    const c0 = process.cpuUsage()
+    const t0 = now()
+    await sleep(2000)
+    const c = process.cpuUsage(c0)
+    return (c.user + c.system) / 1000 / ((now() - t0) / 1000)
+  }
   const rows = []
   let started = 0
   try {
     await executor.startApp({ jobId: ids[0], args: { workspace } })
     await pump.waitFor(ids[0], "Started")
-    await latencies(() => ids[0]) // warm-up
+    await latencies(() => ids[0], 1000) // warm-up (JIT)
     const one = await latencies(() => ids[0])
     const m1 = await mem()
+    const idle1 = await idleCpu()
     const t0 = now()
     await Promise.all(ids.slice(1).map((jobId) => executor.startApp({ jobId, args: { workspace } })))
     const startResults = await Promise.allSettled(ids.slice(1).map((id) => pump.waitFor(id, "Started", 180_000)))
@@ -61,6 +70,7 @@ export async function run({ quick, log }) {
     const allStartedMs = now() - t0
     log(`scale: ${started}/${N} Started in ${fmtMs(allStartedMs)} ms`)
     const mN = await mem()
+    const idleN = await idleCpu()
     let k = 0
     const many = await latencies(() => ids[k++ % N])
     const perJobRss = (mN.rss - m1.rss) / (N - 1)
@@ -75,6 +85,7 @@ export async function run({ quick, log }) {
       row({ id: "5", what: "parent heap growth per job (MiB)", flexec: `${(perJobHeap / MiB).toFixed(3)} MiB`, raw: "1 MiB", ratio: perJobHeap / MiB, bar: { op: "<=", value: 1 }, note: `heapUsed ${(m1.heap / MiB).toFixed(1)} → ${(mN.heap / MiB).toFixed(1)} MiB after GC` }),
       row({ id: "5", what: `checkStatus p50 at ${N} jobs vs at 1 job`, flexec: fmtUs(median(many.status)), raw: fmtUs(median(one.status)), ratio: median(many.status) / median(one.status), bar: { op: "<=", value: 2 }, note: `p99 ${fmtUs(pct(many.status, 99))} vs ${fmtUs(pct(one.status, 99))}` }),
       row({ id: "5", what: `sendToJob 64 B p50 at ${N} jobs vs at 1 job`, flexec: fmtUs(median(many.send)), raw: fmtUs(median(one.send)), ratio: median(many.send) / median(one.send), bar: { op: "<=", value: 2 }, note: `p99 ${fmtUs(pct(many.send, 99))} vs ${fmtUs(pct(one.send, 99))}` }),
+      row({ id: "5", what: `parent CPU while the jobs idle, ${N} jobs vs 1 (ms/s)`, flexec: `${idleN.toFixed(1)} ms/s`, raw: `${idle1.toFixed(1)} ms/s`, ratio: idleN / idle1, note: "reported: periodic per-job work in the parent shows here" }),
       row({ id: "5", what: `abortApp of all ${N} jobs (concurrent)`, flexec: `${fmtMs(abortMs)} ms`, raw: `${graceMs + 1000} ms`, ratio: abortMs / (graceMs + 1000), bar: { op: "<=", value: 1 }, note: `ratio = time / (grace ${graceMs} + 1000 ms)` })
     )
   } finally {
