@@ -80,6 +80,7 @@ const backend: ChaosBackend = {
       Effect.map((list) => list.map((c) => `container ${c.names.join(",")} (${c.state})`)),
       Effect.catchAll((e) => Effect.succeed([`cannot list containers: ${e.message}`]))
     ),
+  cleanup: () => Effect.promise(() => removeRunContainers()).pipe(Effect.asVoid),
   startTimeoutMs: 60_000,
   // counted from the container's start: a never-connecting job is killed after this
   shortStartTimeoutMs: 2_000,

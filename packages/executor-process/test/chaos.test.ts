@@ -60,6 +60,16 @@ const backend: ChaosBackend = {
   freeze: signal("SIGSTOP", true),
   thaw: signal("SIGCONT", true),
   alive: (prefix) => Effect.sync(() => processesOfRun(prefix).map((pid) => `process ${pid}`)),
+  cleanup: (prefix) =>
+    Effect.sync(() => {
+      for (const pid of processesOfRun(prefix)) {
+        try {
+          process.kill(pid, "SIGKILL")
+        } catch {
+          // gone
+        }
+      }
+    }),
   startTimeoutMs: 30_000,
   shortStartTimeoutMs: 1_500,
   graceMs: 300,

@@ -124,6 +124,8 @@ export interface ChaosBackend {
   readonly thaw?: (jobId: string, runtimeDir: string) => Effect.Effect<void, Error>
   /** What of this run is still alive (processes, containers), by job id prefix; described for the report. */
   readonly alive: (jobIdPrefix: string) => Effect.Effect<ReadonlyArray<string>>
+  /** Kills whatever of the run is left (after the checks, so a failing run leaves nothing behind). */
+  readonly cleanup: (jobIdPrefix: string) => Effect.Effect<void>
   /** Start timeout of ordinary jobs (long: a loaded machine must not time them out). */
   readonly startTimeoutMs: number
   /** Start timeout of the `start-timeout` executor. */
@@ -224,7 +226,7 @@ export const runChaos = (backend: ChaosBackend, o: { readonly defaultJobs: numbe
     const prefix = `x${runTag}-`
     const root = yield* Effect.acquireRelease(
       Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "fxchaos-"))),
-      (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
+      (dir) => backend.cleanup(prefix).pipe(Effect.ensuring(Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))))
     )
     const workspace = path.join(root, "ws")
     fs.mkdirSync(workspace)
@@ -553,12 +555,13 @@ export const runChaos = (backend: ChaosBackend, o: { readonly defaultJobs: numbe
     }
     const stillRegistered = [...(yield* executors.main.jobs), ...(yield* executors.short.jobs)].map((j) => j.jobId)
     // close both executors (they abort nothing: every job completed)
-    const closed = yield* Scope.close(execScope, Exit.void).pipe(Effect.timeout(Duration.seconds(60)), Effect.either)
+    // disconnected: a close that hangs (a broken backend) is reported instead of hanging the test
+    const closed = yield* Scope.close(execScope, Exit.void).pipe(Effect.disconnect, Effect.timeout(Duration.seconds(30)), Effect.either)
     for (const f of listeners) yield* Fiber.interrupt(f)
 
     // ---- the checks ----
     const problems: Array<string> = []
-    if (closed._tag === "Left") problems.push("closing the executors did not finish within 60 s")
+    if (closed._tag === "Left") problems.push("closing the executors did not finish within 30 s")
     if (stillRegistered.length > 0) problems.push(`still registered after every driver finished: ${stillRegistered.join(", ")}`)
     const faults: Record<string, number> = {}
     const races: Record<string, number> = {}
@@ -648,9 +651,9 @@ export const runChaos = (backend: ChaosBackend, o: { readonly defaultJobs: numbe
     }
     const mib = (b: number) => `${(b / MiB).toFixed(1)}MiB`
     console.log(
-      `chaos(${backend.name}): seed=${seed} jobs=${jobCount} faults=${faultsInjected} outcomes ok=${outcomesOk}/${records.filter((r) => r.registered).length}` +
+      `chaos(${backend.name}): seed=${seed} cases=${jobCount} faults=${faultsInjected} leaks=${leaks.length} outcomes ok=${outcomesOk}/${records.filter((r) => r.registered).length}` +
         ` races=${JSON.stringify(races)} abortedDuringLaunch=${abortedDuringLaunch} freedOnce=${freedOnce} refusedNeverFreed=${refusedNeverFreed}` +
-        ` freeErrors=${freeErrors} leaks=${leaks.length} heapDelta=${mib(heapDeltaBytes)} externalDelta=${mib(externalDeltaBytes)}` +
+        ` freeErrors=${freeErrors} heapDelta=${mib(heapDeltaBytes)} externalDelta=${mib(externalDeltaBytes)}` +
         ` problems=${problems.length} time=${((Date.now() - began) / 1000).toFixed(1)}s`
     )
     console.log(`chaos(${backend.name}): fault kinds ${JSON.stringify(faults)}`)
