@@ -39,6 +39,12 @@ const api = (method, p, body) =>
   })
 
 export async function run({ quick, log }) {
+  try {
+    await api("GET", `/images/${encodeURIComponent(image)}/json`)
+  } catch (error) {
+    log(`start-docker skipped: ${error.message}`)
+    return [{ id: "4", what: "docker job start (skipped: no engine or no image)", flexec: "–", raw: "–", ratio: NaN, bar: undefined, pass: undefined, note: String(error.message).slice(0, 160) }]
+  }
   const warm = quick ? 1 : 2
   const n = quick ? 3 : 20
   const uid = process.getuid?.() ?? 0
