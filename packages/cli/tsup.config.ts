@@ -19,5 +19,6 @@ export default defineConfig([{
   clean: false,
   shims: true,
   target: "node20",
+  removeNodeProtocol: false,
   banner: { js: "#!/usr/bin/env node" }
 }])

@@ -10,6 +10,7 @@ export default defineConfig([
     // .d.ts build would delete the worker config's worker.d.ts/.d.cts (they run in parallel)
     shims: true,
     target: "node20",
+    removeNodeProtocol: false,
     external: ["effect"]
   },
   {
@@ -21,6 +22,7 @@ export default defineConfig([
     splitting: false,
     shims: false,
     target: "node20",
+    removeNodeProtocol: false,
     noExternal: [/^\./]
   }
 ])

@@ -9,6 +9,7 @@ export default defineConfig([{
   // import.meta.url in the CJS build: fixturePath is resolved relative to the bundle (dist/ → ../fixtures)
   shims: true,
   target: "node20",
+  removeNodeProtocol: false,
   // fixtures/worker.cjs is shipped as it is, never bundled; core and its worker runtime stay imports
   external: ["@flexec/core", "@flexec/core/worker", "effect", "vitest", "@effect/vitest"]
 }, {
@@ -19,6 +20,7 @@ export default defineConfig([{
   sourcemap: true,
   clean: false,
   target: "node20",
+  removeNodeProtocol: false,
   banner: { js: "#!/usr/bin/env node" },
   external: ["@flexec/core", "@flexec/core/worker", "effect", "vitest", "vitest/node", "@effect/vitest"]
 }])
