@@ -9,7 +9,8 @@ export default defineConfig([{
   clean: false,
   // import.meta.url in the CJS build (conformanceBin resolves @flexec/testing from here)
   shims: true,
-  target: "node20"
+  target: "node20",
+  removeNodeProtocol: false
 }, {
   // the flexec command (package.json "bin": ./dist/bin.cjs)
   entry: { bin: "src/bin.ts" },

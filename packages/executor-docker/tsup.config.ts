@@ -7,5 +7,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   shims: true,
-  target: "node20"
+  target: "node20",
+  removeNodeProtocol: false
 })
