@@ -64,6 +64,15 @@ export interface ContainerState {
   readonly error: string
   readonly labels: Readonly<Record<string, string>>
   readonly env: ReadonlyArray<string>
+  /** The container's mounts (`Type`, host `Source`, container `Destination` of the inspect answer). */
+  readonly mounts: ReadonlyArray<ContainerMount>
+}
+
+/** One mount of a container, as its inspect answer lists it. */
+export interface ContainerMount {
+  readonly type: string
+  readonly source: string
+  readonly destination: string
 }
 
 /** One entry of a container listing. */
@@ -199,7 +208,12 @@ export const makeDockerClient = (options: DockerClientOptions = {}): DockerClien
           oomKilled: info.State.OOMKilled,
           error: info.State.Error ?? "",
           labels: info.Config.Labels ?? {},
-          env: info.Config.Env ?? []
+          env: info.Config.Env ?? [],
+          mounts: (info.Mounts ?? []).map((m): ContainerMount => ({
+            type: String(m.Type ?? ""),
+            source: m.Source ?? "",
+            destination: m.Destination ?? ""
+          }))
         })
       )
     )

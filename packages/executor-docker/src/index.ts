@@ -11,6 +11,7 @@ export {
   resolveEndpoint
 } from "./DockerClient.js"
 export type {
+  ContainerMount,
   ContainerState,
   ContainerSummary,
   DockerClientOptions,
