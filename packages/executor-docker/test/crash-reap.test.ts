@@ -7,13 +7,13 @@
 import type { ClientExecutorService } from "@flexec/core"
 import { makeJobExecutor } from "@flexec/core"
 import { conformanceEchoFixture, deployConformanceJob, mockClient } from "@flexec/testing"
-import { Cause, Chunk, Effect, Either, Exit, Fiber, Scope, Stream } from "effect"
+import { Cause, Chunk, Duration, Effect, Either, Exit, Fiber, Scope, Stream } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { makeDockerClient } from "../src/DockerClient.js"
 import { makeDockerLauncher } from "../src/index.js"
-import { cleanupRoots, dockerReady, makeRoot, pollUntil, removeRunContainers, runId, runLabels, socketPath, testImage, testUser } from "./helpers.js"
+import { cleanupRoots, dockerReady, makeRequest, makeRoot, makeTestSocket, pollUntil, removeRunContainers, runId, runLabels, socketPath, testImage, testUser } from "./helpers.js"
 import { spawnParent } from "./support/spawn-parent.js"
 import type { SpawnedParent } from "./support/spawn-parent.js"
 
@@ -166,4 +166,40 @@ describe.skipIf(!ready)("a parent SIGKILLed while its jobs run", () => {
     await run(Scope.close(scope, Exit.void))
     expect(await containersOf(c.instanceId)).toEqual([])
   }, 120_000)
+
+  it("a log.txt the container replaced by a link is not followed when its output is re-attached", async () => {
+    const root = makeRoot()
+    const victim = path.join(root, "victim.txt")
+    fs.writeFileSync(victim, "untouched\n")
+    const socket = await makeTestSocket(path.join(root, "ch"))
+    // A parent that "died": its scope is never closed while we recover.
+    const deadParent = Effect.runSync(Scope.make())
+    scopes.push(deadParent)
+    const script = [
+      `const fs = require("node:fs")`,
+      `fs.unlinkSync("log.txt")`,
+      `fs.symlinkSync(process.env.VICTIM, "log.txt")`,
+      `fs.writeFileSync("planted", "")`,
+      `setInterval(() => console.log("tick"), 50)`
+    ].join("\n")
+    const instanceId = `test-${runId}-link`
+    const request = makeRequest({ root, instanceId, script, channel: socket.info, env: { VICTIM: victim } })
+    const launcher = () => makeDockerLauncher({ image: testImage, docker: { socketPath }, containerUser: testUser })
+    try {
+      await run(launcher().launch(request).pipe(Scope.extend(deadParent)))
+      await pollUntil("the container to plant its link", () => (fs.existsSync(path.join(request.paths.jobDir, "planted")) ? true : undefined))
+      expect(fs.lstatSync(request.paths.logFile).isSymbolicLink()).toBe(true)
+
+      const [job] = await run(launcher().recover!(instanceId))
+      expect(job?.handle.logs, "the re-attached output still streams").toBeDefined()
+      const ticks = await run(job!.handle.logs!.pipe(Stream.take(3), Stream.runCollect, Effect.timeout("10 seconds")))
+      expect(Chunk.toReadonlyArray(ticks).map((l) => l.line)).toEqual(["tick", "tick", "tick"])
+      expect(fs.readFileSync(victim, "utf8"), "the link's target").toBe("untouched\n")
+      await run(job!.handle.terminate({ killAfter: Duration.seconds(1) }))
+      await run(job!.handle.wait.pipe(Effect.timeout("30 seconds")))
+      expect(fs.readFileSync(victim, "utf8"), "the link's target after the exit").toBe("untouched\n")
+    } finally {
+      await socket.close()
+    }
+  }, 60_000)
 })
