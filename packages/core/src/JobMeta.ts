@@ -36,15 +36,31 @@ export const decodeJobMeta = (jobId: string, input: unknown): Effect.Effect<JobM
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     return Effect.fail(new InvalidJobMeta({ jobId, issues: "job meta must be a JSON object" }))
   }
+  // A "__proto__" key (JSON.parse makes it an own key) would become the prototype of the
+  // decoded object, and inherited keys would then pass for the job's own.
+  const forbidden = forbiddenKeyPath(input, "meta")
+  if (forbidden !== undefined) {
+    return Effect.fail(new InvalidJobMeta({ jobId, issues: `${forbidden}: the key "__proto__" is not allowed in job meta` }))
+  }
   const result = Schema.decodeUnknownEither(JobMeta, { onExcessProperty: "preserve" })(input)
   return Either.match(result, {
     onLeft: (error) =>
       Effect.fail(new InvalidJobMeta({ jobId, issues: ParseResult.TreeFormatter.formatErrorSync(error) })),
     onRight: (meta) =>
       meta.job_id !== undefined && meta.job_id !== null && meta.job_id !== jobId
-        ? Effect.fail(new InvalidJobMeta({ jobId, issues: `job_id is '${meta.job_id}', expected '${jobId}'` }))
+        ? Effect.fail(new InvalidJobMeta({ jobId, issues: `job_id is ${JSON.stringify(meta.job_id)}, expected '${jobId}'` }))
         : Effect.succeed(meta)
   })
+}
+
+const forbiddenKeyPath = (value: unknown, path: string, depth = 0): string | undefined => {
+  if (typeof value !== "object" || value === null || depth > 64) return undefined
+  for (const key of Object.keys(value)) {
+    if (key === "__proto__") return path
+    const found = forbiddenKeyPath((value as Record<string, unknown>)[key], `${path}.${key}`, depth + 1)
+    if (found !== undefined) return found
+  }
+  return undefined
 }
 
 /** Deep equality of JSON values; `undefined` and `null` are equal. */
