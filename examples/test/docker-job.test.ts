@@ -4,7 +4,8 @@
  * Dockerfile builds. Skips loudly without a usable engine, unless
  * FLEXEC_REQUIRE_DOCKER=1 (CI), where it fails.
  */
-import { makeDockerClient, resolveEndpoint } from "@flexec/executor-docker"
+import { dockerProblem, makeDockerClient, resolveEndpoint } from "@flexec/executor-docker"
+import { engineReady } from "@flexec/testing"
 import { Duration, Effect } from "effect"
 import { spawnSync } from "node:child_process"
 import * as crypto from "node:crypto"
@@ -17,22 +18,12 @@ const baseImage = process.env.FLEXEC_BASE_IMAGE ?? "flexec-node:base"
 const socketPath = resolveEndpoint().socketPath ?? "/var/run/docker.sock"
 const client = makeDockerClient({ socketPath, timeout: Duration.seconds(5) })
 
-// The same decision as packages/executor-docker/test/helpers.ts: the engine answers and the image exists.
-const problem = await Effect.runPromise(
-  Effect.gen(function* () {
-    yield* client.ping
-    return (yield* client.imageExists(testImage)) ? undefined : `the image ${testImage} is missing`
-  }).pipe(Effect.catchAll((e) => Effect.succeed(e.message)))
-)
-const ready = (() => {
-  if (problem === undefined) return true
-  const how = "start one with `bash scripts/docker-up.sh && bash scripts/build-test-image.sh`"
-  if (process.env.FLEXEC_REQUIRE_DOCKER === "1") {
-    throw new Error(`FLEXEC_REQUIRE_DOCKER=1 but Docker is not usable (${problem}); ${how}`)
-  }
-  console.warn(`\n*** SKIPPING docker-job.test.ts: no usable Docker engine at ${socketPath} (${problem}); ${how} ***\n`)
-  return false
-})()
+const ready = engineReady({
+  file: "examples/test/docker-job.test.ts",
+  problem: await Effect.runPromise(dockerProblem({ socketPath, image: testImage })),
+  what: `usable Docker engine at ${socketPath}`,
+  how: "start one with `bash scripts/docker-up.sh && bash scripts/build-test-image.sh`"
+})
 
 const run = `${process.pid}-${crypto.randomBytes(3).toString("hex")}`
 const containersOf = (instanceId: string) =>

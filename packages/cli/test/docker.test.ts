@@ -3,29 +3,21 @@
  * (`bash scripts/build-test-image.sh`). Skips loudly without a usable engine,
  * except with FLEXEC_REQUIRE_DOCKER=1 (CI), where it fails.
  */
-import { makeDockerClient, resolveEndpoint } from "@flexec/executor-docker"
-import { Duration, Effect } from "effect"
+import { dockerProblem, resolveEndpoint } from "@flexec/executor-docker"
+import { engineReady } from "@flexec/testing"
+import { Effect } from "effect"
 import { describe, expect, it } from "vitest"
 import { helloJob, runCli } from "./helpers.js"
 
 const image = process.env.FLEXEC_TEST_IMAGE ?? "flexec-node:test"
 const socketPath = resolveEndpoint().socketPath ?? "/var/run/docker.sock"
 
-const problem = await Effect.runPromise(
-  Effect.gen(function* () {
-    const client = makeDockerClient({ socketPath, timeout: Duration.seconds(5) })
-    yield* client.ping
-    return (yield* client.imageExists(image)) ? undefined : `the image ${image} is missing`
-  }).pipe(Effect.catchAll((e) => Effect.succeed(e.message)))
-)
-
-const ready = (() => {
-  if (problem === undefined) return true
-  const how = "start one with `bash scripts/docker-up.sh && bash scripts/build-test-image.sh`"
-  if (process.env.FLEXEC_REQUIRE_DOCKER === "1") throw new Error(`FLEXEC_REQUIRE_DOCKER=1 but Docker is not usable (${problem}); ${how}`)
-  console.warn(`\n*** SKIPPING packages/cli/test/docker.test.ts: no usable Docker engine at ${socketPath} (${problem}); ${how} ***\n`)
-  return false
-})()
+const ready = engineReady({
+  file: "packages/cli/test/docker.test.ts",
+  problem: await Effect.runPromise(dockerProblem({ socketPath, image })),
+  what: `usable Docker engine at ${socketPath}`,
+  how: "start one with `bash scripts/docker-up.sh && bash scripts/build-test-image.sh`"
+})
 
 describe.skipIf(!ready)("flexec run --backend docker", () => {
   it("runs examples/hello-job in a container: the job's log and return code 0", async () => {

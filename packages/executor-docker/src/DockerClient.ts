@@ -355,3 +355,22 @@ export const makeDockerClient = (options: DockerClientOptions = {}): DockerClien
       )
   }
 }
+
+/**
+ * Why Docker cannot run jobs here, or `undefined` when it can: the engine at
+ * `socketPath` (default `DOCKER_HOST` or `/var/run/docker.sock`) answers within
+ * `timeout` and, when `image` is given, that image exists locally.
+ */
+export const dockerProblem = (
+  options: { readonly socketPath?: string; readonly image?: string; readonly timeout?: Duration.DurationInput } = {}
+): Effect.Effect<string | undefined> => {
+  const client = makeDockerClient({
+    ...(options.socketPath !== undefined ? { socketPath: options.socketPath } : {}),
+    timeout: options.timeout ?? Duration.seconds(5)
+  })
+  return Effect.gen(function* () {
+    yield* client.ping
+    if (options.image !== undefined && !(yield* client.imageExists(options.image))) return `the image ${options.image} is missing`
+    return undefined
+  }).pipe(Effect.catchAll((e) => Effect.succeed(e.message)))
+}

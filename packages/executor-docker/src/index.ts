@@ -7,6 +7,7 @@
 export {
   DockerApiError,
   DockerClient,
+  dockerProblem,
   makeDockerClient,
   resolveEndpoint
 } from "./DockerClient.js"

@@ -9,7 +9,8 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import { makeDockerClient, resolveEndpoint } from "../src/DockerClient.js"
+import { engineReady } from "@flexec/testing"
+import { dockerProblem, makeDockerClient, resolveEndpoint } from "../src/DockerClient.js"
 
 /** The image the tests run (built by `bash scripts/build-test-image.sh`). */
 export const testImage = process.env.FLEXEC_TEST_IMAGE ?? "flexec-node:test"
@@ -21,33 +22,18 @@ export const socketPath = resolveEndpoint().socketPath ?? "/var/run/docker.sock"
 export const runId = `${process.pid}-${crypto.randomBytes(3).toString("hex")}`
 export const runLabels = { "flexec.test-run": runId }
 
-const probe = async (): Promise<string | undefined> => {
-  const client = makeDockerClient({ socketPath, timeout: Duration.seconds(5) })
-  const result = await Effect.runPromise(
-    Effect.gen(function* () {
-      yield* client.ping
-      return (yield* client.imageExists(testImage)) ? undefined : `the image ${testImage} is missing`
-    }).pipe(Effect.catchAll((e) => Effect.succeed(e.message)))
-  )
-  return result
-}
-
-const problem = await probe()
+const problem = await Effect.runPromise(dockerProblem({ socketPath, image: testImage }))
 
 /**
  * `true` when the engine answers and the test image exists. Otherwise the
  * Docker tests skip loudly, except with `FLEXEC_REQUIRE_DOCKER=1` (CI), where
  * this throws and the file fails.
  */
-export const dockerReady = (file: string): boolean => {
-  if (problem === undefined) return true
-  const how = "start one with `bash scripts/docker-up.sh && bash scripts/build-test-image.sh`"
-  if (process.env.FLEXEC_REQUIRE_DOCKER === "1") {
-    throw new Error(`FLEXEC_REQUIRE_DOCKER=1 but Docker is not usable (${problem}); ${how}`)
-  }
-  console.warn(`\n*** SKIPPING ${file}: no usable Docker engine at ${socketPath} (${problem}); ${how} ***\n`)
-  return false
-}
+export const dockerReady = (file: string): boolean =>
+  engineReady({ file, problem, what: `usable Docker engine at ${socketPath}`, how: howToStartDocker })
+
+/** How to get an engine and the test image on this machine. */
+export const howToStartDocker = "start one with `bash scripts/docker-up.sh && bash scripts/build-test-image.sh`"
 
 /** Removes every container this run created (by its label); returns how many there were. */
 export const removeRunContainers = async (): Promise<number> => {
