@@ -16,7 +16,7 @@ const appDir = path.join(examplesDir, "python-worker", "app")
 const hasPython = spawnSync("python3", ["--version"]).status === 0
 if (!hasPython) console.warn("\n*** SKIPPING python-worker.test.ts: python3 is not on PATH ***\n")
 
-describe.skipIf(!hasPython)("python-worker under the process backend", () => {
+describe.skipIf(!hasPython)("python-worker under the process backend [skipped without python3]", () => {
   let executor: PromiseExecutor
   let workspace: string
 

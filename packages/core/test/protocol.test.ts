@@ -257,7 +257,7 @@ describe("openJobChannel: directory and socket", () => {
     })
   )
 
-  it.scopedLive.skipIf(process.getuid?.() !== 0)("chowns the directory and the socket to the owner", () =>
+  it.scopedLive.skipIf(process.getuid?.() !== 0)("chowns the directory and the socket to the owner [skipped unless root: chown needs it]", () =>
     Effect.gen(function* () {
       const channel = yield* open({ owner: { uid: 4321, gid: 4322 } })
       for (const p of [channel.info.dir, channel.info.socketPath]) {

@@ -154,7 +154,7 @@ describe("PROTOCOL.md Python example worker", () => {
   const base = fs.mkdtempSync(path.join(os.tmpdir(), "fxy-"))
   afterAll(() => fs.rmSync(base, { recursive: true, force: true }))
 
-  it.scopedLive.skipIf(python === undefined)("reports Started, answers the built-in topics, stops on abort, exits 0", () =>
+  it.scopedLive.skipIf(python === undefined)("reports Started, answers the built-in topics, stops on abort, exits 0 [skipped without python3]", () =>
     Effect.gen(function* () {
       const code = /```python\n([\s\S]*?)```/.exec(doc)?.[1]
       expect(code).toBeDefined()
