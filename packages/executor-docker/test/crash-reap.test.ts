@@ -135,8 +135,11 @@ describe.skipIf(!ready)("a parent SIGKILLed while its jobs run", () => {
   it("an adopted job's output goes on: to the handle's logs, executor.logs(jobId) and <jobDir>/log.txt", async () => {
     const c = await startInstance("c", "long-task")
     await c.parent.started(60_000)
-    await c.parent.kill()
     const logFile = path.join(c.jobDir, "log.txt")
+    // Started comes before the job's first line: wait until the first parent has written it
+    await pollUntil("the first parent's log line", () =>
+      fs.existsSync(logFile) && fs.readFileSync(logFile, "utf8").includes("long-task: task 1 running") ? true : undefined, 20_000)
+    await c.parent.kill()
     const before = fs.readFileSync(logFile, "utf8")
     expect(before, "what the first parent wrote").toContain("long-task: task 1 running")
 
