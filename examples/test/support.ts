@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { waitUntil } from "@flexec/testing"
 
 /** The examples/ folder. */
 export const examplesDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
@@ -41,19 +42,8 @@ export const deploy = (workspace: string, jobId: string, site: string, appDir: s
 export const uniqueInstance = (name: string): string => `${name}-${process.pid}-${crypto.randomBytes(3).toString("hex")}`
 
 /** Polls `check` until it returns a value other than `undefined`, or fails at the deadline. */
-export const pollUntil = async <A>(
-  what: string,
-  check: () => A | undefined | Promise<A | undefined>,
-  timeoutMs = 15_000
-): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
-}
+export const pollUntil = <A>(what: string, check: () => A | undefined | Promise<A | undefined>, timeoutMs = 15_000): Promise<A> =>
+  waitUntil(what, check, timeoutMs)
 
 /** Runs `node <script>`; resolves with its exit code and output, or rejects after `timeoutMs`. */
 export const runNode = (script: string, timeoutMs = 25_000, env: NodeJS.ProcessEnv = process.env) =>

@@ -9,7 +9,7 @@ import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
-import { engineReady } from "@flexec/testing"
+import { engineReady, waitUntil } from "@flexec/testing"
 import { dockerProblem, makeDockerClient, resolveEndpoint } from "../src/DockerClient.js"
 
 /** The image the tests run (built by `bash scripts/build-test-image.sh`). */
@@ -183,16 +183,5 @@ export const makeRequest = (p: RequestParams): LaunchRequest => {
 }
 
 /** Polls `check` until it returns a value or the deadline passes. */
-export const pollUntil = async <A>(
-  what: string,
-  check: () => A | undefined | Promise<A | undefined>,
-  timeoutMs = 20_000
-): Promise<A> => {
-  const deadline = Date.now() + timeoutMs
-  for (;;) {
-    const value = await check()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((r) => setTimeout(r, 50))
-  }
-}
+export const pollUntil = <A>(what: string, check: () => A | undefined | Promise<A | undefined>, timeoutMs = 20_000): Promise<A> =>
+  waitUntil(what, check, timeoutMs, 50)

@@ -10,6 +10,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import * as codec from "../../../core/src/internal/codec.js"
+import { waitUntil } from "../../src/waitUntil.js"
 
 /** Rejects after `ms` with a message naming what did not happen. */
 export const within = <A>(promise: Promise<A>, ms: number, what: string): Promise<A> =>
@@ -22,15 +23,7 @@ export const within = <A>(promise: Promise<A>, ms: number, what: string): Promis
   })
 
 /** Polls `check` until it returns a value other than `undefined`, or fails at the deadline. */
-export const pollUntil = async <A>(check: () => A | undefined, ms: number, what: string): Promise<A> => {
-  const deadline = Date.now() + ms
-  for (;;) {
-    const value = check()
-    if (value !== undefined) return value
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
+export const pollUntil = <A>(check: () => A | undefined, ms: number, what: string): Promise<A> => waitUntil(what, check, ms, 20)
 
 /** A promise with its resolver. */
 const deferred = <A>() => {
