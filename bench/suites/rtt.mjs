@@ -1,9 +1,13 @@
 // 2. Request/reply round trip: sendToJob with a 64-byte JSON payload,
 // sequential, against a raw length-prefixed unix-socket ping-pong between the
-// same two processes (the flexec job serves both). Paired per request.
+// same two processes (the flexec job serves both). Paired per request. Measured
+// twice: through the Effect API (the service, from a fiber) and through the
+// Promise facade (a fiber per call).
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { createProcessExecutor } from "@flexec/executor-process"
+import { ClientExecutor } from "@flexec/core"
+import { createProcessExecutor, ProcessJobExecutor } from "@flexec/executor-process"
+import { Effect, ManagedRuntime, Stream } from "effect"
 import { deployJob, eventPump, fmtUs, jsonPayloadOf, median, now, pct, rawProtoPath, rawServer, site, tempDir } from "../lib/common.mjs"
 import { row } from "../lib/row.mjs"
 
@@ -37,13 +41,97 @@ export const startEchoPair = async (tag, options = {}) => {
   }
 }
 
-export async function run({ quick, log }) {
-  const warm = quick ? 200 : 1000
-  const n = quick ? 1000 : 10000
+/**
+ * The same, with the executor used from Effect: a `ManagedRuntime` over the
+ * process backend's layer, and the `ClientExecutor` service itself.
+ */
+export const startEffectEchoPair = async (tag, options = {}) => {
+  const workspace = tempDir("flexec-bench-ws-")
+  const rawDir = tempDir("fxb-raw-")
+  const sock = path.join(rawDir, "r.sock")
+  const server = await rawServer(sock)
+  const runtime = ManagedRuntime.make(
+    ProcessJobExecutor.layer({ client: { clientName: site }, instanceId: `bench-${tag}-${process.pid}`, graceMs: 2000, killTimeoutMs: 1000, ...options })
+  )
+  const service = await runtime.runPromise(ClientExecutor)
+  const jobId = `${tag}-1`
+  deployJob(workspace, jobId)
+  const started = runtime.runPromise(
+    service.events.pipe(
+      Stream.filter((e) => e.jobId === jobId && (e._tag === "Started" || e._tag === "Completed")),
+      Stream.runHead
+    )
+  )
+  await runtime.runPromise(service.startApp({ jobId, args: { workspace, set: { rawSock: sock, rawProto: rawProtoPath } } }))
+  const first = await started
+  if (first._tag !== "Some" || first.value._tag !== "Started") throw new Error(`${jobId} did not start: ${JSON.stringify(first)}`)
+  const { peer } = await server.nextHello()
+  return {
+    runtime,
+    service,
+    jobId,
+    peer,
+    workspace,
+    async close() {
+      await runtime.runPromise(service.abortApp(jobId)).catch(() => {})
+      await runtime.dispose()
+      await server.close()
+      fs.rmSync(workspace, { recursive: true, force: true })
+      fs.rmSync(rawDir, { recursive: true, force: true })
+    }
+  }
+}
+
+/** Paired RTT through the Effect API: one fiber runs the loop, as an Effect user's code would. */
+const measureEffect = async ({ warm, n, payload, rawPayload }) => {
+  const pair = await startEffectEchoPair("rtt-effect")
+  const { runtime, service, jobId, peer } = pair
+  const params = { jobId, channel: "bench", topic: "echo", message: { headers: {}, payload }, timeout: 5000 }
+  const flexecOnce = Effect.suspend(() => {
+    const t0 = now()
+    return Effect.map(service.sendToJob(params), (reply) => {
+      const dt = now() - t0
+      if (reply.payload.d.length !== payload.d.length) throw new Error("bad echo")
+      return dt
+    })
+  })
+  const rawOnce = Effect.promise(async () => {
+    const t0 = now()
+    const reply = await peer.request(1, rawPayload)
+    const dt = now() - t0
+    if (reply.length !== rawPayload.length) throw new Error("bad raw echo")
+    return dt
+  })
+  try {
+    return await runtime.runPromise(
+      Effect.gen(function* () {
+        for (let i = 0; i < warm; i++) {
+          yield* flexecOnce
+          yield* rawOnce
+        }
+        const A = []
+        const B = []
+        for (let i = 0; i < n; i++) {
+          if (i % 2 === 0) {
+            A.push(yield* flexecOnce)
+            B.push(yield* rawOnce)
+          } else {
+            B.push(yield* rawOnce)
+            A.push(yield* flexecOnce)
+          }
+        }
+        return { A, B }
+      })
+    )
+  } finally {
+    await pair.close()
+  }
+}
+
+/** Paired RTT through the Promise facade (`createProcessExecutor`): one fiber per call. */
+const measurePromise = async ({ warm, n, payload, rawPayload }) => {
   const pair = await startEchoPair("rtt")
   const { executor, jobId, peer } = pair
-  const payload = jsonPayloadOf(64)
-  const rawPayload = Buffer.from(JSON.stringify(payload))
   const message = { headers: {}, payload }
   const flexecOnce = async () => {
     const t0 = now()
@@ -78,22 +166,50 @@ export async function run({ quick, log }) {
   } finally {
     await pair.close()
   }
-  log(`rtt: flexec p50 ${fmtUs(median(A))}, raw p50 ${fmtUs(median(B))}`)
+  return { A, B }
+}
+
+export async function run({ quick, log }) {
+  const warm = quick ? 200 : 2000
+  const n = quick ? 1000 : 10000
+  const payload = jsonPayloadOf(64)
+  const rawPayload = Buffer.from(JSON.stringify(payload))
+  const effect = await measureEffect({ warm, n, payload, rawPayload })
+  log(`rtt (Effect API): flexec p50 ${fmtUs(median(effect.A))}, raw p50 ${fmtUs(median(effect.B))}`)
+  const facade = await measurePromise({ warm, n, payload, rawPayload })
+  log(`rtt (Promise facade): flexec p50 ${fmtUs(median(facade.A))}, raw p50 ${fmtUs(median(facade.B))}`)
   return [
     row({
       id: "2",
-      what: `RTT 64 B JSON, p50 (n=${n})`,
-      flexec: fmtUs(median(A)),
-      raw: fmtUs(median(B)),
-      ratio: median(A) / median(B),
-      bar: { op: "<=", value: 1.5 }
+      what: `RTT 64 B JSON, Effect API, p50 (n=${n})`,
+      flexec: fmtUs(median(effect.A)),
+      raw: fmtUs(median(effect.B)),
+      ratio: median(effect.A) / median(effect.B),
+      bar: { op: "<=", value: 1.5 },
+      note: "ClientExecutor.sendToJob in one fiber's loop; the raw request in the same loop"
     }),
     row({
       id: "2",
-      what: `RTT 64 B JSON, p99 (reported)`,
-      flexec: fmtUs(pct(A, 99)),
-      raw: fmtUs(pct(B, 99)),
-      ratio: pct(A, 99) / pct(B, 99)
+      what: `RTT 64 B JSON, Effect API, p99 (reported)`,
+      flexec: fmtUs(pct(effect.A, 99)),
+      raw: fmtUs(pct(effect.B, 99)),
+      ratio: pct(effect.A, 99) / pct(effect.B, 99)
+    }),
+    row({
+      id: "2",
+      what: `RTT 64 B JSON, Promise facade, p50 (n=${n})`,
+      flexec: fmtUs(median(facade.A)),
+      raw: fmtUs(median(facade.B)),
+      ratio: median(facade.A) / median(facade.B),
+      bar: { op: "<=", value: 1.5 },
+      note: "createProcessExecutor().sendToJob: each call runs a fiber"
+    }),
+    row({
+      id: "2",
+      what: `RTT 64 B JSON, Promise facade, p99 (reported)`,
+      flexec: fmtUs(pct(facade.A, 99)),
+      raw: fmtUs(pct(facade.B, 99)),
+      ratio: pct(facade.A, 99) / pct(facade.B, 99)
     })
   ]
 }

@@ -29,6 +29,7 @@ runJob({
   handlers: {
     bench: {
       echo: (message) => message.payload,
+      cpu: () => process.cpuUsage(),
       sink: (message) => {
         const p = message.payload
         return { len: p.byteLength, offset: p.byteOffset, bufLen: p.buffer.byteLength }

@@ -52,7 +52,7 @@ import {
   LaunchFailed,
   TargetUnreachable
 } from "./Errors.js"
-import type { InstanceInUse, RequestError } from "./Errors.js"
+import type { InstanceInUse, InvalidJobId, RequestError } from "./Errors.js"
 import type { HandlerOption, JobExecutorOptions } from "./ExecutorOptions.js"
 import { decodeClientInfo, decodeJobId } from "./JobId.js"
 import type { ClientInfo, JobId } from "./JobId.js"
@@ -597,23 +597,27 @@ export const makeJobExecutor = (
         ? (payload as Record<string, any>)
         : {}
 
-    const sendToJob = (params: SendToJobParams) =>
-      Effect.gen(function* () {
-        const id = yield* decodeJobId(params.jobId)
-        const channel = yield* channelOf(id)
-        const reply = yield* channel
-          .request({
-            channel: params.channel,
-            topic: params.topic,
-            message: params.message,
-            timeout: params.timeout ?? queryTimeout
-          })
-          .pipe(
-            Effect.tapError((e) =>
-              params.optional ? Effect.logDebug(`sendToJob ${id}: ${e.message}`) : Effect.logWarning(`sendToJob ${id}: ${e.message}`)
-            )
+    const sendToJob = (params: SendToJobParams): Effect.Effect<Message.Message, RequestError | InvalidJobId> =>
+      Effect.suspend(() => {
+        // a registered id was validated when it was registered
+        const known = registry.get(params.jobId as JobId)?.channel
+        const req = {
+          channel: params.channel,
+          topic: params.topic,
+          message: params.message,
+          timeout: params.timeout ?? queryTimeout
+        }
+        const reply: Effect.Effect<Message.Message, RequestError | InvalidJobId> =
+          known !== undefined
+            ? known.request(req)
+            : Effect.flatMap(Effect.flatMap(decodeJobId(params.jobId), channelOf), (ch) => ch.request(req))
+        return reply.pipe(
+          Effect.tapError((e) =>
+            params.optional
+              ? Effect.logDebug(`sendToJob ${params.jobId}: ${e.message}`)
+              : Effect.logWarning(`sendToJob ${params.jobId}: ${e.message}`)
           )
-        return reply
+        )
       })
 
     const abortApp = (jobId: string) =>

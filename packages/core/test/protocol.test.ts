@@ -503,6 +503,21 @@ describe("parent → job requests", () => {
     })
   )
 
+  it.scopedLive("an interrupted request: its late reply is dropped with its entry, and the connection goes on", () =>
+    Effect.gen(function* () {
+      const { channel, peer } = yield* connected()
+      const fiber = yield* Effect.fork(request(channel, 1, "1 minute"))
+      const frame = yield* promise(() => peer.nextFrame())
+      yield* Fiber.interrupt(fiber)
+      expect(yield* channel.pendingRequests).toBe(1)
+      peer.sendPayload({ kind: "reply", id: frame.header.id!, rc: "ok" }, "late")
+      const next = yield* Effect.fork(request(channel, 2))
+      yield* answer(peer, "ok", "fresh")
+      expect((yield* Fiber.join(next)).payload).toBe("fresh")
+      expect(yield* channel.pendingRequests).toBe(0)
+    })
+  )
+
   it.scopedLive("fails every pending request with TargetUnreachable at once when the connection drops", () =>
     Effect.gen(function* () {
       const { channel, peer } = yield* connected()

@@ -46,6 +46,20 @@ export const encodePayload = (payload: unknown): { enc: Encoding; bytes: Uint8Ar
   return { enc: "json", bytes: Buffer.from(text, "utf8") }
 }
 
+/**
+ * As `encodePayload`, but JSON stays text: `encodeFrame` writes it straight into
+ * the frame's buffer (one copy fewer for a small frame).
+ */
+export const encodePayloadBody = (payload: unknown): { enc: Encoding; body: Uint8Array | string } => {
+  if (payload === undefined) return { enc: "none", body: EMPTY }
+  if (payload instanceof Uint8Array) return { enc: "bytes", body: payload }
+  const text = JSON.stringify(payload)
+  if (text === undefined) throw new TypeError(`a ${typeof payload} payload cannot be sent`)
+  return { enc: "json", body: text }
+}
+
+const EMPTY = new Uint8Array(0)
+
 /** Decodes a payload by its encoding; throws on JSON that does not parse. */
 export const decodePayload = (enc: Encoding | undefined, bytes: Uint8Array): unknown => {
   switch (enc ?? "none") {
@@ -74,29 +88,41 @@ export const SMALL_PAYLOAD_BYTES = 16 * 1024
  * the payload as it is for a payload over `SMALL_PAYLOAD_BYTES` (no copy of a
  * large payload). Throws `RangeError` when the header is too big.
  */
-export const encodeFrame = (header: FrameHeader, payload?: Uint8Array): Array<Uint8Array> => {
-  const headerBytes = Buffer.from(JSON.stringify(header), "utf8")
-  if (headerBytes.byteLength > MAX_HEADER_BYTES) {
-    throw new RangeError(`frame header of ${headerBytes.byteLength} bytes exceeds ${MAX_HEADER_BYTES}`)
+export const encodeFrame = (header: FrameHeader, payload?: Uint8Array | string): Array<Uint8Array> => {
+  const headerText = JSON.stringify(header)
+  const headerBytes = Buffer.byteLength(headerText, "utf8")
+  if (headerBytes > MAX_HEADER_BYTES) {
+    throw new RangeError(`frame header of ${headerBytes} bytes exceeds ${MAX_HEADER_BYTES}`)
   }
-  const payloadBytes = payload?.byteLength ?? 0
+  // a string payload is UTF-8 text: written into the frame when small, else encoded once
+  let body: Uint8Array | string | undefined = payload
+  let payloadBytes = 0
+  if (typeof body === "string") {
+    payloadBytes = Buffer.byteLength(body, "utf8")
+    if (payloadBytes > SMALL_PAYLOAD_BYTES) body = Buffer.from(body, "utf8")
+  } else if (body !== undefined) {
+    payloadBytes = body.byteLength
+  }
   const inline = payloadBytes > 0 && payloadBytes <= SMALL_PAYLOAD_BYTES
-  const head = Buffer.allocUnsafe(8 + headerBytes.byteLength + (inline ? payloadBytes : 0))
-  head.writeUInt32BE(frameLength(headerBytes.byteLength, payloadBytes), 0)
-  head.writeUInt32BE(headerBytes.byteLength, 4)
-  headerBytes.copy(head, 8)
-  if (inline) head.set(payload!, 8 + headerBytes.byteLength)
-  return payloadBytes > 0 && !inline ? [head, payload!] : [head]
+  const head = Buffer.allocUnsafe(8 + headerBytes + (inline ? payloadBytes : 0))
+  head.writeUInt32BE(frameLength(headerBytes, payloadBytes), 0)
+  head.writeUInt32BE(headerBytes, 4)
+  head.write(headerText, 8, "utf8")
+  if (inline) {
+    if (typeof body === "string") head.write(body, 8 + headerBytes, "utf8")
+    else head.set(body!, 8 + headerBytes)
+  }
+  return payloadBytes > 0 && !inline ? [head, body as Uint8Array] : [head]
 }
 
 /** The `length` field of a frame encoded by `encodeFrame` (read from its first chunk). */
 export const encodedFrameLength = (chunks: ReadonlyArray<Uint8Array>): number => {
   const head = chunks[0]!
-  return new DataView(head.buffer, head.byteOffset, 4).getUint32(0)
+  return ((head[0]! << 24) | (head[1]! << 16) | (head[2]! << 8) | head[3]!) >>> 0
 }
 
 /** Encodes a frame into one buffer (for tests and small frames). */
-export const encodeFrameBuffer = (header: FrameHeader, payload?: Uint8Array): Buffer =>
+export const encodeFrameBuffer = (header: FrameHeader, payload?: Uint8Array | string): Buffer =>
   Buffer.concat(encodeFrame(header, payload))
 
 /** What the decoder emits. */

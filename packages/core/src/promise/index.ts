@@ -6,7 +6,7 @@
  * @module @flexec/core/promise
  * @since 0.1.0
  */
-import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Stream } from "effect"
+import { Cause, Deferred, Duration, Effect, Exit, Fiber, ManagedRuntime, Stream } from "effect"
 import type { Layer } from "effect"
 import { ClientExecutor } from "../ClientExecutor.js"
 import type {
@@ -65,11 +65,13 @@ const toRejection = (cause: Cause.Cause<unknown>): unknown => {
  */
 export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>): Promise<PromiseExecutor> => {
   const runtime = ManagedRuntime.make(layer)
-  const run = async <A>(effect: Effect.Effect<A, unknown, ClientExecutor>): Promise<A> => {
-    const exit = await runtime.runPromiseExit(effect)
-    if (Exit.isSuccess(exit)) return exit.value
-    throw toRejection(exit.cause)
-  }
+  // one promise per call, settled from the fiber's exit (no await in between)
+  const run = <A>(effect: Effect.Effect<A, unknown, ClientExecutor>): Promise<A> =>
+    new Promise<A>((resolve, reject) => {
+      runtime.runCallback(effect, {
+        onExit: (exit) => (Exit.isSuccess(exit) ? resolve(exit.value) : reject(toRejection(exit.cause)))
+      })
+    })
   let service: ClientExecutor["Type"]
   try {
     service = await run(ClientExecutor)
@@ -141,7 +143,7 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
     resetErrors: (jobId) => run(service.resetErrors(jobId)),
     configureJobLog: (jobId, config) => run(service.configureJobLog(jobId, config)),
     sendToJob: ({ timeout, ...params }) =>
-      run(service.sendToJob(timeout === undefined ? params : { ...params, timeout: `${timeout} millis` as const })),
+      run(service.sendToJob(timeout === undefined ? params : { ...params, timeout: Duration.millis(timeout) })),
     awaitCompletion: (jobId) => run(service.awaitCompletion(jobId)),
     jobs: () => run(service.jobs),
     recovered: () => run(service.recovered),

@@ -221,6 +221,8 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
     yield* Effect.acquireRelease(makePrivateDir(jobId, dir, owner, options.reuseDir === true, options.socketName ?? "ch.sock"), () => removeDir(dir))
 
     const live = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
+    /** The live connection as a plain value, for the request path (kept equal to `live`). */
+    let liveNow: Connection | undefined
     /** Set from a valid hello until that connection is gone. */
     let claimed = false
     let closing = false
@@ -264,9 +266,13 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
         // turns false) only once the connection has fully shut down
         yield* Effect.addFinalizer(() =>
           Effect.zipRight(
-            SubscriptionRef.update(live, (current) =>
-              Option.isSome(current) && current.value === mine.connection ? Option.none() : current
-            ),
+            SubscriptionRef.update(live, (current) => {
+              if (Option.isSome(current) && current.value === mine.connection) {
+                liveNow = undefined
+                return Option.none()
+              }
+              return current
+            }),
             Effect.sync(() => {
               claimed = false
             })
@@ -285,7 +291,10 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
           ...(options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: options.maxConcurrentRequests } : {})
         })
         mine.connection = connection
-        yield* SubscriptionRef.set(live, Option.some(connection))
+        yield* SubscriptionRef.update(live, () => {
+          liveNow = connection
+          return Option.some(connection)
+        })
         yield* Effect.logDebug("worker connected")
         yield* connection.closed
         yield* Effect.logDebug("worker disconnected")
@@ -346,9 +355,7 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
     return {
       info,
       request: (request) =>
-        Effect.flatMap(current, (connection) =>
-          Option.isSome(connection) ? connection.value.request(request) : Effect.fail(new TargetUnreachable({ jobId }))
-        ),
+        Effect.suspend(() => (liveNow !== undefined ? liveNow.request(request) : Effect.fail(new TargetUnreachable({ jobId })))),
       isConnected: Effect.map(current, Option.isSome),
       awaitConnected: live.changes.pipe(Stream.filter(Option.isSome), Stream.take(1), Stream.runDrain),
       disconnect: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.close : Effect.void)),

@@ -6,7 +6,7 @@
  *
  * @since 0.1.0
  */
-import { Cause, Deferred, Duration, Effect, Either, Exit, FiberSet, Option } from "effect"
+import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, FiberSet, Option, Runtime } from "effect"
 import type { Scope } from "effect"
 import type { Duplex } from "node:stream"
 import { InvalidRequest, MessageTooBig, RemoteError, RequestTimeout, TargetUnreachable } from "../Errors.js"
@@ -23,19 +23,49 @@ export const DEFAULT_MAX_CONCURRENT_REQUESTS = 64
 /** Refusals (`service_unavailable`, `msg_too_big`, ...) queued for writing at most, before the read loop waits for the peer to read. */
 const MAX_BACKGROUND_WRITES = 256
 
+/** Receives a `FramedStream`'s events in push mode (see `FramedStream.listen`). */
+export interface FrameListener {
+  /** A decoder event (`frame`, `oversize` or `error`), called as soon as it is decoded. */
+  readonly onEvent: (event: codec.DecodeEvent) => void
+  /** The stream has ended or closed (called once, after the last event). */
+  readonly onEnd: () => void
+}
+
+/** Flow control of a stream read in push mode. */
+export interface ReadControl {
+  /** Stops reading from the stream (the peer's writes then wait on the socket buffer). */
+  readonly pause: () => void
+  /** Reads again after `pause`. */
+  readonly resume: () => void
+}
+
 /** A byte stream cut into frames, with writes that respect backpressure. */
 export interface FramedStream {
   /**
    * The next decoder event (`frame`, `oversize` or `error`); `None` once the
-   * stream has ended or closed. One reader at a time.
+   * stream has ended or closed. One reader at a time; not after `listen`.
    */
   readonly next: Effect.Effect<Option.Option<codec.DecodeEvent>>
+  /**
+   * Switches to push mode: the events already decoded, then every event as it
+   * is decoded, go to `listener` (synchronously, from the stream's `data`
+   * handler), and `onEnd` once the stream has ended. Call it once.
+   */
+  readonly listen: (listener: FrameListener) => ReadControl
   /**
    * Writes one frame's chunks back to back (never interleaved with another
    * frame), then waits for `drain` if the stream's buffer is full. `false` when
    * the stream is closed.
    */
   readonly write: (chunks: ReadonlyArray<Uint8Array>) => Effect.Effect<boolean>
+  /**
+   * `write` without an Effect: frames are written in call order, at once when
+   * no earlier frame waits for `drain`. `done` (optional) gets the same result
+   * `write` would, when `write` would complete.
+   */
+  readonly writeNow: (chunks: ReadonlyArray<Uint8Array>, done?: (written: boolean) => void) => void
+  /** Frames waiting for `drain` to be written (beyond the stream's own buffer). */
+  readonly queuedWrites: () => number
   /** Destroys the stream (idempotent). */
   readonly destroy: Effect.Effect<void>
 }
@@ -55,10 +85,18 @@ export interface FramedStreamOptions {
   }
 }
 
+/** A frame waiting for the stream to drain, with the callback of its writer. */
+interface QueuedWrite {
+  readonly chunks: ReadonlyArray<Uint8Array>
+  readonly done: ((written: boolean) => void) | undefined
+}
+
 /**
- * Wraps a `Duplex` as a `FramedStream`. The stream is read in paused mode only
- * as fast as `next` is called (so a slow reader slows the sender), and is
- * destroyed when the scope closes.
+ * Wraps a `Duplex` as a `FramedStream`. In pull mode (`next`) the stream is
+ * read in paused mode only as fast as `next` is called (so a slow reader slows
+ * the sender); in push mode (`listen`) it flows, under the listener's
+ * `pause`/`resume`. Writes go through one ordered queue that waits for `drain`.
+ * The stream is destroyed when the scope closes.
  */
 export const makeFramedStream = (
   stream: Duplex,
@@ -71,19 +109,28 @@ export const makeFramedStream = (
     let failed = false
     let ended = stream.destroyed || stream.readableEnded
     let waiter: (() => void) | undefined
+    let listener: FrameListener | undefined
+    let endDelivered = false
     const wake = () => {
       const resume = waiter
       waiter = undefined
       resume?.()
     }
+    const deliverEnd = () => {
+      if (listener === undefined || endDelivered) return
+      endDelivered = true
+      listener.onEnd()
+    }
     const onEnd = () => {
       ended = true
       wake()
+      deliverEnd()
     }
     const onError = () => {
       // 'close' follows; the error itself ends the stream for us
       ended = true
       wake()
+      deliverEnd()
     }
     const emit = (event: codec.DecodeEvent) => {
       if (event.type === "error") failed = true
@@ -92,21 +139,87 @@ export const makeFramedStream = (
         first = undefined
         if (accept(event)) decoder.maxFrame = options.maxFrameBytes
       }
-      events.push(event)
+      if (listener !== undefined) listener.onEvent(event)
+      else events.push(event)
     }
+    let paused = false
+    const onData = (chunk: Uint8Array) => {
+      if (failed) return
+      decoder.push(chunk, emit)
+      if (failed) return deliverEnd()
+      // a pause asked for while Node was switching the stream to flowing mode
+      if (paused && !stream.isPaused()) stream.pause()
+    }
+
+    // ---- writes: one ordered queue, held while the stream's buffer is full ----
+    const queue: Array<QueuedWrite> = []
+    let draining = false
+    const closedForWrites = () => stream.destroyed || stream.writableEnded
+    const flush = () => {
+      draining = false
+      while (queue.length > 0) {
+        const item = queue.shift()!
+        if (closedForWrites()) {
+          item.done?.(false)
+          continue
+        }
+        let room = true
+        for (const chunk of item.chunks) room = stream.write(chunk)
+        if (!room) {
+          draining = true
+          // completes once the stream drains, with the frames queued behind it
+          queue.unshift({ chunks: [], done: item.done })
+          return
+        }
+        item.done?.(true)
+      }
+    }
+    const onDrain = () => {
+      if (!draining) return
+      // the head is the placeholder of the frame that filled the buffer
+      const head = queue.shift()
+      head?.done?.(true)
+      flush()
+    }
+    const failQueued = () => {
+      draining = false
+      const waiting = queue.splice(0)
+      for (const item of waiting) item.done?.(false)
+    }
+    const onClose = () => {
+      onEnd()
+      failQueued()
+    }
+    const writeNow = (chunks: ReadonlyArray<Uint8Array>, done?: (written: boolean) => void): void => {
+      if (closedForWrites()) return done?.(false)
+      if (draining || queue.length > 0) {
+        queue.push({ chunks, done })
+        return
+      }
+      let room = true
+      for (const chunk of chunks) room = stream.write(chunk)
+      if (room) return done?.(true)
+      draining = true
+      queue.push({ chunks: [], done })
+    }
+
     stream.on("readable", wake)
     stream.on("end", onEnd)
-    stream.on("close", onEnd)
+    stream.on("close", onClose)
     stream.on("error", onError)
+    stream.on("drain", onDrain)
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         stream.destroy()
         stream.off("readable", wake)
+        stream.off("data", onData)
         stream.off("end", onEnd)
-        stream.off("close", onEnd)
+        stream.off("close", onClose)
+        stream.off("drain", onDrain)
         // keep a no-op error listener: a late error must not crash the process
         stream.off("error", onError)
         stream.on("error", () => {})
+        failQueued()
         wake()
       })
     )
@@ -132,36 +245,40 @@ export const makeFramedStream = (
       return Effect.zipRight(waitReadable, next)
     })
 
-    const writeLock = yield* Effect.makeSemaphore(1)
+    const listen = (l: FrameListener): ReadControl => {
+      listener = l
+      stream.off("readable", wake)
+      for (const event of events.splice(0)) l.onEvent(event)
+      if (failed || ended || stream.destroyed) {
+        deliverEnd()
+      } else {
+        // without a 'readable' listener, a 'data' listener makes the stream flow
+        stream.on("data", onData)
+        stream.resume()
+      }
+      return {
+        pause: () => {
+          if (paused) return
+          paused = true
+          stream.pause()
+        },
+        resume: () => {
+          if (!paused) return
+          paused = false
+          if (!stream.destroyed) stream.resume()
+        }
+      }
+    }
+
     const write = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<boolean> =>
-      writeLock.withPermits(1)(
-        Effect.async<boolean>((resume) => {
-          if (stream.destroyed || stream.writableEnded) return resume(Effect.succeed(false))
-          let room = true
-          for (const chunk of chunks) room = stream.write(chunk)
-          if (room) return resume(Effect.succeed(true))
-          const cleanup = () => {
-            stream.off("drain", onDrain)
-            stream.off("close", onClose)
-          }
-          const onDrain = () => {
-            cleanup()
-            resume(Effect.succeed(true))
-          }
-          const onClose = () => {
-            cleanup()
-            resume(Effect.succeed(false))
-          }
-          stream.on("drain", onDrain)
-          stream.on("close", onClose)
-          return Effect.sync(cleanup)
-        })
-      )
+      Effect.async<boolean>((resume) => {
+        writeNow(chunks, (written) => resume(written ? Effect.succeed(true) : Effect.succeed(false)))
+      })
 
     const destroy = Effect.sync(() => {
       stream.destroy()
     })
-    return { next, write, destroy } satisfies FramedStream
+    return { next, listen, write, writeNow, queuedWrites: () => queue.length, destroy } satisfies FramedStream
   })
 
 /** Options of `makeConnection`. */
@@ -232,11 +349,30 @@ const replyTooBig = (payload: Payload, fallback: MessageTooBig): MessageTooBig =
   return fallback
 }
 
+/** How the read path hands a reply, or the failure of the request, to the request waiting for it. */
+interface Waiter {
+  readonly reply: (reply: ReceivedReply) => void
+  readonly fail: (error: RequestError) => void
+}
+
+/** Longest delay `setTimeout` takes (longer ones would fire at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** The class of Effect's live clock: with it a request's timeout can be a plain timer. */
+const LiveClock = Clock.make().constructor
+
 /**
  * Runs request/reply over `framed` (the handshake already done) until the
  * stream ends, `close` is called, or the scope closes. A malformed frame closes
  * the connection. An oversize frame is skipped by the decoder: a request is
  * answered `msg_too_big` and the connection kept.
+ *
+ * The read path is synchronous: frames are decoded in the stream's `data`
+ * handler and a reply completes its request's `Effect.async` from there, with
+ * no fiber in between. A request waits with one timer when the clock is
+ * Effect's live one, and with `Effect.timeoutFail` otherwise (so `TestClock`
+ * drives request timeouts in tests). Incoming requests run as fibers of the
+ * connection, at most `maxConcurrentRequests` at a time.
  */
 export const makeConnection = (
   framed: FramedStream,
@@ -245,51 +381,60 @@ export const makeConnection = (
   Effect.gen(function* () {
     const { jobId, maxFrameBytes, onRequest } = options
     const maxConcurrent = options.maxConcurrentRequests ?? DEFAULT_MAX_CONCURRENT_REQUESTS
-    const pending = new Map<number, Deferred.Deferred<ReceivedReply, MessageTooBig | TargetUnreachable>>()
+    const pending = new Map<number, Waiter>()
     let nextId = 1
     let open = true
     let active = 0
     const closedSignal = yield* Deferred.make<void>()
     const tasks = yield* FiberSet.make<unknown, unknown>()
+    const runTask = yield* FiberSet.runtime(tasks)<never>()
+    const runtime = yield* Effect.runtime<never>()
+    const runSync = Runtime.runSync(runtime)
+    const runFork = Runtime.runFork(runtime)
+    /** Logs from the synchronous read path, with the connection's log annotations. */
+    const log = (effect: Effect.Effect<void>): void => runSync(effect)
 
     /** Marks the connection closed, fails every pending request at once, destroys the stream. */
-    const closeNow = Effect.gen(function* () {
-      const waiting = yield* Effect.sync(() => {
+    const closeSync = (): void => {
+      if (open) {
         open = false
-        const all = [...pending.values()]
+        const waiting = [...pending.values()]
         pending.clear()
-        return all
-      })
-      for (const deferred of waiting) yield* Deferred.fail(deferred, new TargetUnreachable({ jobId }))
-      yield* framed.destroy
-    }).pipe(Effect.uninterruptible)
+        for (const waiter of waiting) waiter.fail(new TargetUnreachable({ jobId }))
+      }
+      runSync(framed.destroy)
+    }
 
-    /** After the read loop: also interrupts the handlers still running and signals `closed`. */
+    /** Also interrupts the handlers still running and signals `closed`. */
     const shutdown = Effect.gen(function* () {
-      yield* closeNow
+      yield* Effect.sync(closeSync)
       yield* FiberSet.clear(tasks)
       yield* Deferred.succeed(closedSignal, undefined)
     }).pipe(Effect.uninterruptible)
+    let shuttingDown = false
+    const shutdownSoon = (): void => {
+      closeSync()
+      if (shuttingDown) return
+      shuttingDown = true
+      runFork(shutdown)
+    }
 
     /**
-     * Writes a frame in the background so the read loop does not wait on the peer,
-     * up to `MAX_BACKGROUND_WRITES` queued writes; beyond that the read loop waits
-     * for its write, so a peer that sends requests without reading the replies is
-     * slowed down instead of making the parent queue replies without bound.
+     * Writes a refusal without waiting. Beyond `MAX_BACKGROUND_WRITES` of them
+     * queued, reading pauses until they are written: a peer that sends requests
+     * without reading the replies is slowed down instead of making the parent
+     * queue replies without bound.
      */
     let backgroundWrites = 0
-    const sendInBackground = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<void> =>
-      Effect.suspend(() => {
-        if (backgroundWrites >= MAX_BACKGROUND_WRITES) return Effect.asVoid(framed.write(chunks))
-        backgroundWrites++
-        const write = Effect.ensuring(
-          framed.write(chunks),
-          Effect.sync(() => {
-            backgroundWrites--
-          })
-        )
-        return Effect.asVoid(FiberSet.run(tasks, write))
+    let control: ReadControl | undefined
+    const sendInBackground = (chunks: ReadonlyArray<Uint8Array>): void => {
+      backgroundWrites++
+      if (backgroundWrites >= MAX_BACKGROUND_WRITES) control?.pause()
+      framed.writeNow(chunks, () => {
+        backgroundWrites--
+        if (backgroundWrites < MAX_BACKGROUND_WRITES) control?.resume()
       })
+    }
 
     const sendReply = (id: number, rc: string, payload: Payload) =>
       Effect.gen(function* () {
@@ -339,163 +484,195 @@ export const makeConnection = (
     }
 
     /** Handles one decoded frame; a string is the reason it is malformed. */
-    const dispatch = (header: codec.FrameHeader, payload: Uint8Array): Effect.Effect<string | undefined> =>
-      Effect.gen(function* () {
-        switch (header.kind) {
-          case "reply": {
-            if (header.id === undefined) return "reply without an id"
-            const message = Frame.decodeMessage(header, payload)
-            if (Either.isLeft(message)) return message.left.reason
-            const deferred = pending.get(header.id)
-            if (deferred === undefined) {
-              yield* Effect.logDebug(`dropped a late or unknown reply (id ${header.id})`)
-              return undefined
-            }
-            pending.delete(header.id)
-            const rc = header.rc ?? ReturnCode.Ok
-            yield* Deferred.succeed(deferred, {
-              header,
-              message: message.right,
-              text: rc === ReturnCode.Ok ? undefined : Frame.payloadText(header, payload)
-            })
+    const onFrame = (header: codec.FrameHeader, payload: Uint8Array): string | undefined => {
+      switch (header.kind) {
+        case "reply": {
+          if (header.id === undefined) return "reply without an id"
+          const message = Frame.decodeMessage(header, payload)
+          if (Either.isLeft(message)) return message.left.reason
+          const waiter = pending.get(header.id)
+          if (waiter === undefined) {
+            log(Effect.logDebug(`dropped a late or unknown reply (id ${header.id})`))
             return undefined
           }
-          case "request":
-          case "notify": {
-            const isRequest = header.kind === "request"
-            if (isRequest && header.id === undefined) return "request without an id"
-            if (header.channel === undefined || header.topic === undefined) {
-              // not dispatchable, but well-formed: refuse it and keep the connection
-              if (isRequest) {
-                const refusal = Frame.encodePayloadFrame(
-                  { kind: "reply", id: header.id!, rc: ReturnCode.InvalidRequest },
-                  "a request needs a channel and a topic",
-                  maxFrameBytes
-                )
-                if (Either.isRight(refusal)) yield* sendInBackground(refusal.right.chunks)
-              }
-              return undefined
+          pending.delete(header.id)
+          const rc = header.rc ?? ReturnCode.Ok
+          waiter.reply({
+            header,
+            message: message.right,
+            text: rc === ReturnCode.Ok ? undefined : Frame.payloadText(header, payload)
+          })
+          return undefined
+        }
+        case "request":
+        case "notify": {
+          const isRequest = header.kind === "request"
+          if (isRequest && header.id === undefined) return "request without an id"
+          if (header.channel === undefined || header.topic === undefined) {
+            // not dispatchable, but well-formed: refuse it and keep the connection
+            if (isRequest) {
+              const refusal = Frame.encodePayloadFrame(
+                { kind: "reply", id: header.id!, rc: ReturnCode.InvalidRequest },
+                "a request needs a channel and a topic",
+                maxFrameBytes
+              )
+              if (Either.isRight(refusal)) sendInBackground(refusal.right.chunks)
             }
-            const message = Frame.decodeMessage(header, payload)
-            if (Either.isLeft(message)) return message.left.reason
-            if (active >= maxConcurrent) {
-              yield* Effect.logWarning(`${maxConcurrent} requests in progress: refused ${header.channel}/${header.topic}`)
-              if (isRequest) {
-                const busy = Frame.encodePayloadFrame(
-                  { kind: "reply", id: header.id!, rc: ReturnCode.ServiceUnavailable },
-                  `${maxConcurrent} requests in progress`,
-                  maxFrameBytes
-                )
-                if (Either.isRight(busy)) yield* sendInBackground(busy.right.chunks)
-              }
-              return undefined
-            }
-            active++
-            yield* FiberSet.run(tasks, serve(header, message.right, isRequest))
             return undefined
           }
-          default:
-            return `unexpected ${header.kind} frame after the handshake`
-        }
-      })
-
-    const onOversize = (header: codec.FrameHeader, size: number) =>
-      Effect.gen(function* () {
-        yield* Effect.logWarning(`skipped a ${header.kind} frame of ${size} bytes (limit ${maxFrameBytes})`)
-        if (header.kind === "request" && header.id !== undefined) {
-          const reply = Frame.encodePayloadFrame(
-            { kind: "reply", id: header.id, rc: ReturnCode.MsgTooBig },
-            { size, max: maxFrameBytes },
-            maxFrameBytes
-          )
-          if (Either.isRight(reply)) yield* sendInBackground(reply.right.chunks)
-        } else if (header.kind === "reply" && header.id !== undefined) {
-          const deferred = pending.get(header.id)
-          if (deferred !== undefined) {
-            pending.delete(header.id)
-            yield* Deferred.fail(deferred, new MessageTooBig({ size, max: maxFrameBytes }))
+          const message = Frame.decodeMessage(header, payload)
+          if (Either.isLeft(message)) return message.left.reason
+          if (active >= maxConcurrent) {
+            log(Effect.logWarning(`${maxConcurrent} requests in progress: refused ${header.channel}/${header.topic}`))
+            if (isRequest) {
+              const busy = Frame.encodePayloadFrame(
+                { kind: "reply", id: header.id!, rc: ReturnCode.ServiceUnavailable },
+                `${maxConcurrent} requests in progress`,
+                maxFrameBytes
+              )
+              if (Either.isRight(busy)) sendInBackground(busy.right.chunks)
+            }
+            return undefined
           }
+          active++
+          runTask(serve(header, message.right, isRequest))
+          return undefined
         }
-      })
+        default:
+          return `unexpected ${header.kind} frame after the handshake`
+      }
+    }
 
-    const readLoop = Effect.gen(function* () {
-      for (;;) {
-        const next = yield* framed.next
-        if (Option.isNone(next)) return
-        const event = next.value
-        if (event.type === "error") {
-          yield* Effect.logWarning(`malformed frame, closing the connection: ${event.reason}`)
-          return
-        }
-        if (event.type === "oversize") {
-          yield* onOversize(event.header, event.size)
-          continue
-        }
-        const malformed = yield* dispatch(event.header, event.payload)
-        if (malformed !== undefined) {
-          yield* Effect.logWarning(`malformed frame, closing the connection: ${malformed}`)
-          return
+    const onOversize = (header: codec.FrameHeader, size: number): void => {
+      log(Effect.logWarning(`skipped a ${header.kind} frame of ${size} bytes (limit ${maxFrameBytes})`))
+      if (header.kind === "request" && header.id !== undefined) {
+        const reply = Frame.encodePayloadFrame(
+          { kind: "reply", id: header.id, rc: ReturnCode.MsgTooBig },
+          { size, max: maxFrameBytes },
+          maxFrameBytes
+        )
+        if (Either.isRight(reply)) sendInBackground(reply.right.chunks)
+      } else if (header.kind === "reply" && header.id !== undefined) {
+        const waiter = pending.get(header.id)
+        if (waiter !== undefined) {
+          pending.delete(header.id)
+          waiter.fail(new MessageTooBig({ size, max: maxFrameBytes }))
         }
       }
-    }).pipe(Effect.ensuring(shutdown))
+    }
 
     yield* Effect.addFinalizer(() => shutdown)
-    yield* Effect.forkScoped(readLoop)
+    control = framed.listen({
+      onEvent: (event) => {
+        if (!open) return
+        if (event.type === "error") {
+          log(Effect.logWarning(`malformed frame, closing the connection: ${event.reason}`))
+          return shutdownSoon()
+        }
+        if (event.type === "oversize") return onOversize(event.header, event.size)
+        const malformed = onFrame(event.header, event.payload)
+        if (malformed !== undefined) {
+          log(Effect.logWarning(`malformed frame, closing the connection: ${malformed}`))
+          shutdownSoon()
+        }
+      },
+      onEnd: shutdownSoon
+    })
 
-    const send = (kind: "request" | "notify", id: number | undefined, channel: string, topic: string, message: Message) =>
-      Frame.encodeMessage(id === undefined ? { kind, channel, topic } : { kind, id, channel, topic }, message, maxFrameBytes).pipe(
-        Effect.catchTag("PayloadNotSendable", (error) => Effect.fail(new InvalidRequest({ jobId, channel, topic, reason: error.reason })))
+    /** Encodes an outgoing frame; a payload JSON cannot carry is the caller's `InvalidRequest`. */
+    const encode = (
+      kind: "request" | "notify",
+      id: number | undefined,
+      channel: string,
+      topic: string,
+      message: Message
+    ): Either.Either<Frame.EncodedFrame, MessageTooBig | InvalidRequest> =>
+      Either.mapLeft(
+        Frame.encodeMessage(id === undefined ? { kind, channel, topic } : { kind, id, channel, topic }, message, maxFrameBytes),
+        (error) => (error._tag === "PayloadNotSendable" ? new InvalidRequest({ jobId, channel, topic, reason: error.reason }) : error)
       )
 
-    const request = (req: ChannelRequest): Effect.Effect<Message, RequestError> =>
-      Effect.gen(function* () {
-        const { channel, topic } = req
-        if (!open) return yield* new TargetUnreachable({ jobId })
-        const id = nextId++
-        const frame = yield* send("request", id, channel, topic, req.message)
-        const deferred = yield* Deferred.make<ReceivedReply, MessageTooBig | TargetUnreachable>()
+    /** The outcome of a request from its reply's code. */
+    const settle = (reply: ReceivedReply, req: ChannelRequest, size: number): Effect.Effect<Message, RequestError> => {
+      const rc = reply.header.rc ?? ReturnCode.Ok
+      switch (rc) {
+        case ReturnCode.Ok:
+          return Effect.succeed(reply.message)
+        case ReturnCode.InvalidRequest:
+          return Effect.fail(new InvalidRequest({ jobId, channel: req.channel, topic: req.topic }))
+        case ReturnCode.MsgTooBig:
+          return Effect.fail(replyTooBig(reply.message.payload, new MessageTooBig({ size, max: maxFrameBytes })))
+        default:
+          return Effect.fail(new RemoteError({ jobId, returnCode: rc, detail: reply.text ?? rc }))
+      }
+    }
+
+    /**
+     * Registers request `id`, writes its frame and waits for the reply, the
+     * timeout or the connection's end. The read path settles the request
+     * itself: the fiber resumes with the outcome.
+     */
+    const exchange = (id: number, frame: Frame.EncodedFrame, req: ChannelRequest) =>
+      Effect.clockWith((clock) => {
         const timeout = Duration.decode(req.timeout)
-        const exchange = Effect.gen(function* () {
-          const registered = yield* Effect.sync(() => {
-            if (!open) return false
-            pending.set(id, deferred)
-            return true
-          })
-          if (!registered) return yield* new TargetUnreachable({ jobId })
-          const written = yield* framed.write(frame.chunks)
-          if (!written) return yield* new TargetUnreachable({ jobId })
-          return yield* Deferred.await(deferred)
-        }).pipe(
-          Effect.timeoutFail({
-            duration: timeout,
-            onTimeout: () => new RequestTimeout({ jobId, channel, topic, timeout: Duration.toMillis(timeout) })
-          }),
-          Effect.ensuring(
-            Effect.sync(() => {
+        const ms = Duration.toMillis(timeout)
+        const expired = () => new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms })
+        const timed = clock.constructor === LiveClock && ms <= MAX_TIMER_MS
+        const wait = Effect.async<Message, RequestError>((resume) => {
+          if (!open) return resume(Effect.fail(new TargetUnreachable({ jobId })))
+          let timer: ReturnType<typeof setTimeout> | undefined
+          const waiter: Waiter = {
+            reply: (reply) => {
+              if (timer !== undefined) clearTimeout(timer)
+              resume(settle(reply, req, frame.size))
+            },
+            fail: (error) => {
+              if (timer !== undefined) clearTimeout(timer)
+              resume(Effect.fail(error))
+            }
+          }
+          pending.set(id, waiter)
+          if (timed) {
+            timer = setTimeout(() => {
+              if (pending.get(id) !== waiter) return
               pending.delete(id)
-            })
-          )
-        )
-        const reply = yield* exchange
-        const rc = reply.header.rc ?? ReturnCode.Ok
-        switch (rc) {
-          case ReturnCode.Ok:
-            return reply.message
-          case ReturnCode.InvalidRequest:
-            return yield* new InvalidRequest({ jobId, channel, topic })
-          case ReturnCode.MsgTooBig:
-            return yield* replyTooBig(reply.message.payload, new MessageTooBig({ size: frame.size, max: maxFrameBytes }))
-          default:
-            return yield* new RemoteError({ jobId, returnCode: rc, detail: reply.text ?? rc })
-        }
+              resume(Effect.fail(expired()))
+            }, ms)
+          }
+          framed.writeNow(frame.chunks, (written) => {
+            if (written || pending.get(id) !== waiter) return
+            pending.delete(id)
+            waiter.fail(new TargetUnreachable({ jobId }))
+          })
+          // With the timer, an interrupted request is left to its reply or its
+          // timer (whichever comes first drops the entry): a canceler here
+          // costs every request an interruption handler, and with it several
+          // times the garbage-collection work (see bench/FINDINGS.md). Under
+          // `timeoutFail` the canceler is what removes the entry.
+          if (timed) return
+          return Effect.sync(() => {
+            if (pending.get(id) === waiter) pending.delete(id)
+          })
+        })
+        return timed ? wait : Effect.timeoutFail(wait, { duration: timeout, onTimeout: expired })
+      })
+
+    const request = (req: ChannelRequest): Effect.Effect<Message, RequestError> =>
+      Effect.suspend(() => {
+        if (!open) return Effect.fail(new TargetUnreachable({ jobId }))
+        const id = nextId++
+        const frame = encode("request", id, req.channel, req.topic, req.message)
+        return Either.isLeft(frame) ? Effect.fail(frame.left) : exchange(id, frame.right, req)
       })
 
     const notify = (n: ChannelNotification): Effect.Effect<void, TargetUnreachable | MessageTooBig | InvalidRequest> =>
-      Effect.gen(function* () {
-        if (!open) return yield* new TargetUnreachable({ jobId })
-        const frame = yield* send("notify", undefined, n.channel, n.topic, n.message)
-        const written = yield* framed.write(frame.chunks)
-        if (!written) return yield* new TargetUnreachable({ jobId })
+      Effect.suspend((): Effect.Effect<void, TargetUnreachable | MessageTooBig | InvalidRequest> => {
+        if (!open) return Effect.fail(new TargetUnreachable({ jobId }))
+        const frame = encode("notify", undefined, n.channel, n.topic, n.message)
+        if (Either.isLeft(frame)) return Effect.fail(frame.left)
+        return Effect.flatMap(framed.write(frame.right.chunks), (written) =>
+          written ? Effect.void : Effect.fail(new TargetUnreachable({ jobId }))
+        )
       })
 
     return {
@@ -504,6 +681,9 @@ export const makeConnection = (
       pending: Effect.sync(() => pending.size),
       isOpen: Effect.sync(() => open),
       closed: Deferred.await(closedSignal),
-      close: Effect.zipRight(closeNow, Deferred.await(closedSignal))
+      close: Effect.suspend(() => {
+        shutdownSoon()
+        return Deferred.await(closedSignal)
+      })
     } satisfies Connection
   })

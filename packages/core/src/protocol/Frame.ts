@@ -8,7 +8,7 @@
  * @since 0.1.0
  */
 import { Buffer } from "node:buffer"
-import { Data, Effect, Either } from "effect"
+import { Data, Either } from "effect"
 import { MessageTooBig } from "../Errors.js"
 import * as codec from "../internal/codec.js"
 import * as Message from "../Message.js"
@@ -50,6 +50,23 @@ export class PayloadNotSendable extends Data.TaggedError("PayloadNotSendable")<{
 export class MalformedFrame extends Data.TaggedError("MalformedFrame")<{ readonly reason: string }> {}
 
 /**
+ * A message frame's header with its `enc`, as one literal (an object spread
+ * costs more than the rest of the encoding of a small frame). Keys in the order
+ * of the protocol's examples; absent ones are left out of the JSON.
+ */
+const withEnc = (fields: Omit<FrameHeader, "enc">, enc: codec.Encoding, headers: FrameHeader["headers"] | undefined): FrameHeader => {
+  const header = fields as FrameHeader
+  const out: FrameHeader = { kind: header.kind }
+  if (header.id !== undefined) out.id = header.id
+  if (header.channel !== undefined) out.channel = header.channel
+  if (header.topic !== undefined) out.topic = header.topic
+  if (header.rc !== undefined) out.rc = header.rc
+  if (headers !== undefined) out.headers = headers
+  out.enc = enc
+  return out as FrameHeader
+}
+
+/**
  * Encodes a frame whose payload is `payload`: `enc` is set from the payload
  * (bytes, JSON or none). Fails with `MessageTooBig` when the frame's length would
  * exceed `maxFrameBytes` or the header exceeds 64 KiB (then `size`/`max` are the
@@ -62,14 +79,13 @@ export const encodePayloadFrame = (
 ): Either.Either<EncodedFrame, MessageTooBig | PayloadNotSendable> => {
   const problem = Message.payloadProblem(payload)
   if (problem !== undefined) return Either.left(new PayloadNotSendable({ reason: problem }))
-  let encoded: { enc: codec.Encoding; bytes: Uint8Array }
+  let encoded: { enc: codec.Encoding; body: Uint8Array | string }
   try {
-    encoded = codec.encodePayload(payload)
+    encoded = codec.encodePayloadBody(payload)
   } catch (error) {
     return Either.left(new PayloadNotSendable({ reason: error instanceof Error ? error.message : String(error) }))
   }
-  const full: FrameHeader = { ...header, enc: encoded.enc } as FrameHeader
-  return encodeHeaderFrame(full, encoded.bytes, maxFrameBytes)
+  return encodeHeaderFrame(withEnc(header, encoded.enc, (header as FrameHeader).headers), encoded.body, maxFrameBytes)
 }
 
 /**
@@ -78,7 +94,7 @@ export const encodePayloadFrame = (
  */
 export const encodeHeaderFrame = (
   header: FrameHeader,
-  payload: Uint8Array | undefined,
+  payload: Uint8Array | string | undefined,
   maxFrameBytes: number
 ): Either.Either<EncodedFrame, MessageTooBig> => {
   let chunks: Array<Uint8Array>
@@ -105,16 +121,35 @@ export const encodeMessage = (
   header: Omit<FrameHeader, "enc" | "headers">,
   message: Message.Message,
   maxFrameBytes: number
-): Effect.Effect<EncodedFrame, MessageTooBig | PayloadNotSendable> => {
-  const headers = Message.makeHeaders(message.headers)
-  for (const key of Object.keys(headers)) {
-    const value = headers[key]
-    if (typeof value === "number" && !Number.isFinite(value)) {
-      return Effect.fail(new PayloadNotSendable({ reason: `header ${JSON.stringify(key)} is ${value}, not a finite number` }))
+): Either.Either<EncodedFrame, MessageTooBig | PayloadNotSendable> => {
+  let headers: Message.Headers | undefined
+  if (message.headers !== undefined) {
+    for (const key in message.headers) {
+      // only when there is at least one key: most messages have none
+      headers = Message.makeHeaders(message.headers)
+      break
     }
   }
-  const withHeaders = Object.keys(headers).length > 0 ? { ...header, headers: { ...headers } } : header
-  return encodePayloadFrame(withHeaders, message.payload, maxFrameBytes)
+  if (headers !== undefined) {
+    let any = false
+    for (const key in headers) {
+      any = true
+      const value = headers[key]
+      if (typeof value === "number" && !Number.isFinite(value)) {
+        return Either.left(new PayloadNotSendable({ reason: `header ${JSON.stringify(key)} is ${value}, not a finite number` }))
+      }
+    }
+    if (!any) headers = undefined
+  }
+  const problem = Message.payloadProblem(message.payload)
+  if (problem !== undefined) return Either.left(new PayloadNotSendable({ reason: problem }))
+  let encoded: { enc: codec.Encoding; body: Uint8Array | string }
+  try {
+    encoded = codec.encodePayloadBody(message.payload)
+  } catch (error) {
+    return Either.left(new PayloadNotSendable({ reason: error instanceof Error ? error.message : String(error) }))
+  }
+  return encodeHeaderFrame(withEnc(header, encoded.enc, headers === undefined ? undefined : { ...headers }), encoded.body, maxFrameBytes)
 }
 
 /** A plain `Uint8Array` view of the same bytes (no copy). */

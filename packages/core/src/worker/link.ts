@@ -10,7 +10,7 @@ import {
   decodePayload,
   encodedFrameLength,
   encodeFrame,
-  encodePayload,
+  encodePayloadBody,
   FrameDecoder,
   type FrameHeader,
   MAX_HEADER_BYTES,
@@ -42,7 +42,8 @@ export interface LinkOptions {
   readonly timers: Timers
   readonly log: (line: string) => void
   /** Answers the parent's requests (and notifications, whose answer is dropped). */
-  readonly onRequest: (channel: string, topic: string, message: WorkerMessage) => Promise<Answer>
+  /** Answers a request: at once (replied before the next frame is read) or as a promise. */
+  readonly onRequest: (channel: string, topic: string, message: WorkerMessage) => Answer | Promise<Answer>
   /** The connection dropped and could not be re-established within `reconnectMs`. */
   readonly onGiveUp: () => void
 }
@@ -74,7 +75,7 @@ class Conn {
   ) {}
 
   /** Writes a frame; throws `ChannelError("msg_too_big")` over the parent's limit. */
-  send(header: FrameHeader, payload?: Uint8Array): void {
+  send(header: FrameHeader, payload?: Uint8Array | string): void {
     let chunks: Array<Uint8Array>
     try {
       chunks = encodeFrame(header, payload)
@@ -151,7 +152,7 @@ export class ParentLink {
       try {
         conn.send(
           { kind: "request", id, channel, topic, enc: encoded.enc, headers: cleanHeaders(message?.headers) },
-          encoded.bytes
+          encoded.body
         )
       } catch (error) {
         this.pending.delete(id)
@@ -426,30 +427,35 @@ export class ParentLink {
       if (kind === "request") this.reply(conn, header.id!, { rc: "invalid_request", payload: "a request needs a channel and a topic" })
       return
     }
-    void this.options.onRequest(channel, topic, message).then(
-      (answer) => {
-        if (kind === "request") this.reply(conn, header.id!, answer)
-        answer.after?.()
-      },
-      (error: unknown) => {
-        if (kind === "request") this.reply(conn, header.id!, { rc: "process_exception", payload: messageOf(error) })
-      }
-    )
+    const answered = (answer: Answer) => {
+      if (kind === "request") this.reply(conn, header.id!, answer)
+      answer.after?.()
+    }
+    let answer: Answer | Promise<Answer>
+    try {
+      answer = this.options.onRequest(channel, topic, message)
+    } catch (error) {
+      answer = { rc: "process_exception", payload: messageOf(error) }
+    }
+    if (!(answer instanceof Promise)) return answered(answer)
+    void answer.then(answered, (error: unknown) => {
+      if (kind === "request") this.reply(conn, header.id!, { rc: "process_exception", payload: messageOf(error) })
+    })
   }
 
   /** Sends a reply on the connection the request came in on (dropped if that one is gone). */
   private reply(conn: Conn, id: number, answer: Answer): void {
     if (!conn.alive) return
     let rc = answer.rc
-    let encoded: ReturnType<typeof encodePayload>
+    let encoded: ReturnType<typeof encodePayloadBody>
     try {
       encoded = encodeChecked(answer.payload)
     } catch (error) {
       rc = "process_exception"
-      encoded = encodePayload(`the reply cannot be sent: ${messageOf(error)}`)
+      encoded = encodePayloadBody(`the reply cannot be sent: ${messageOf(error)}`)
     }
     try {
-      conn.send({ kind: "reply", id, rc, enc: encoded.enc }, encoded.bytes)
+      conn.send({ kind: "reply", id, rc, enc: encoded.enc }, encoded.body)
     } catch (error) {
       this.options.log(`flexec worker: reply ${id}: ${messageOf(error)}`)
       try {

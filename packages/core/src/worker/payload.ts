@@ -1,17 +1,17 @@
 /**
  * Checks and encodes what the worker sends. Internal to the worker runtime.
  */
-import { encodePayload, type Encoding } from "../internal/codec.js"
+import { encodePayloadBody, type Encoding } from "../internal/codec.js"
 import { payloadProblem } from "../Message.js"
 import type { HeaderValue } from "./types.js"
 
 export { payloadProblem }
 
 /** Encodes a payload after checking it; throws a `TypeError` naming the problem. */
-export const encodeChecked = (payload: unknown): { enc: Encoding; bytes: Uint8Array } => {
+export const encodeChecked = (payload: unknown): { enc: Encoding; body: Uint8Array | string } => {
   const problem = payloadProblem(payload)
   if (problem !== undefined) throw new TypeError(problem)
-  return encodePayload(payload)
+  return encodePayloadBody(payload)
 }
 
 /** Copies headers, keeping string, number and boolean values. */

@@ -216,7 +216,9 @@ export const runJobWith = async (spec: JobSpec, io: WorkerIO): Promise<number> =
     }
   }
 
-  const dispatch = async (channel: string, topic: string, message: WorkerMessage): Promise<Answer> => {
+  // A handler that returns a value (not a promise) is answered at once, without
+  // a trip through the microtask queue.
+  const dispatch = (channel: string, topic: string, message: WorkerMessage): Answer | Promise<Answer> => {
     if (channel === "client_command") {
       const answer = state.builtin(topic, message)
       if (answer !== undefined) return answer
@@ -224,11 +226,17 @@ export const runJobWith = async (spec: JobSpec, io: WorkerIO): Promise<number> =
     const byTopic = Object.hasOwn(handlers, channel) ? handlers[channel] : undefined
     const handler = byTopic !== undefined && Object.hasOwn(byTopic, topic) ? byTopic[topic] : undefined
     if (typeof handler !== "function") return { rc: "invalid_request", payload: `the job has no handler for ${channel}/${topic}` }
+    let result: unknown
     try {
-      return { rc: "ok", payload: await handler(message, ctx) }
+      result = handler(message, ctx)
     } catch (error) {
       return { rc: "process_exception", payload: messageOf(error) }
     }
+    if (!isThenable(result)) return { rc: "ok", payload: result }
+    return Promise.resolve(result).then(
+      (payload): Answer => ({ rc: "ok", payload }),
+      (error: unknown): Answer => ({ rc: "process_exception", payload: messageOf(error) })
+    )
   }
 
   const link: ParentLink = new ParentLink({
@@ -364,3 +372,7 @@ export const runJob = (spec: JobSpec): Promise<never> => {
     workAlive: () => extraResources(process.getActiveResourcesInfo(), baseline).length > 0
   }) as Promise<never>
 }
+
+/** A promise or any other thenable (a handler may return either). */
+const isThenable = (value: unknown): value is PromiseLike<unknown> =>
+  (typeof value === "object" || typeof value === "function") && value !== null && typeof (value as { then?: unknown }).then === "function"
