@@ -62,7 +62,7 @@ import { decodeJobMeta, launcherSpecFor, mergeWithDeployed, resourceSpecFor } fr
 import type { JobMeta } from "./JobMeta.js"
 import * as Message from "./Message.js"
 import { openJobChannel } from "./protocol/ChannelServer.js"
-import type { IncomingRequest, JobChannel } from "./protocol/ChannelServer.js"
+import type { ChannelRequest, IncomingRequest, JobChannel } from "./protocol/ChannelServer.js"
 import type { Allocation, ResourceManager } from "./ResourceManager.js"
 import { adapt, gpuIdsOf } from "./ResourceManager.js"
 import { Channel, ClientStatus, JobReturnCode, reasonOf, statusMessage, Topic } from "./Status.js"
@@ -122,6 +122,7 @@ interface HistoryEntry {
 }
 
 const StatusNotification = Schema.Struct({ status: Schema.Literal(2, 3) })
+const decodeStatusNotification = Schema.decodeUnknown(StatusNotification)
 
 const emptyExit: JobExit = { code: null, signal: null, oomKilled: false, lost: false }
 
@@ -241,7 +242,7 @@ export const makeJobExecutor = (
       if (request.channel === Channel.Admin && request.topic === Topic.NotifyJobStatus) {
         return Option.some(
           Effect.gen(function* () {
-            const { status } = yield* Schema.decodeUnknown(StatusNotification)(request.message.payload)
+            const { status } = yield* decodeStatusNotification(request.message.payload)
             // Started is never published before Launched
             yield* Deferred.await(entry.launched).pipe(Effect.ignore)
             const changed = yield* setStatus(entry, status)
@@ -601,12 +602,11 @@ export const makeJobExecutor = (
       Effect.suspend(() => {
         // a registered id was validated when it was registered
         const known = registry.get(params.jobId as JobId)?.channel
-        const req = {
-          channel: params.channel,
-          topic: params.topic,
-          message: params.message,
-          timeout: params.timeout ?? queryTimeout
-        }
+        // the parameters are a ChannelRequest as they are once they name a timeout
+        const req: ChannelRequest =
+          params.timeout !== undefined
+            ? (params as ChannelRequest)
+            : { channel: params.channel, topic: params.topic, message: params.message, timeout: queryTimeout }
         const reply: Effect.Effect<Message.Message, RequestError | InvalidJobId> =
           known !== undefined
             ? known.request(req)

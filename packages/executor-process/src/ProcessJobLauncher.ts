@@ -190,16 +190,27 @@ const makeTerminate = (
 
 /**
  * `spawn` blocks the event loop while the parent forks (20–150 ms each on a loaded 2-vCPU VM).
- * Launches take turns, each after a macrotask turn, so the sockets of jobs already spawned (their
- * hellos) are served between two spawns. Without this, 200 concurrent `startApp` calls spawned in one
+ * Launches take turns, and a spawn waits for a macrotask turn after the previous one, so the sockets
+ * of jobs already spawned (their hellos) are served between two spawns. Without this, 200 concurrent `startApp` calls spawned in one
  * uninterrupted run of microtasks (16 s, measured by bench/ scale) and half the workers gave up
  * waiting for `hello_ok`.
  */
 const spawnLock = Effect.unsafeMakeSemaphore(1)
+/** True from a spawn until the next macrotask turn: the next spawn waits for that turn. */
+let spawnedThisTurn = false
 const macrotaskTurn = Effect.async<void>((resume) => {
   const handle = setImmediate(() => resume(Effect.void))
   return Effect.sync(() => clearImmediate(handle))
 })
+/** A turn of the event loop, when a spawn happened since the last one (a lone launch does not wait). */
+const spawnTurn = Effect.suspend(() => (spawnedThisTurn ? macrotaskTurn : Effect.void))
+const markSpawned = (): void => {
+  if (spawnedThisTurn) return
+  spawnedThisTurn = true
+  setImmediate(() => {
+    spawnedThisTurn = false
+  })
+}
 
 const launch = (options: ResolvedOptions) => (request: LaunchRequest): Effect.Effect<JobHandle, LaunchFailed, Scope.Scope> =>
   Effect.gen(function* () {
@@ -249,6 +260,7 @@ const launch = (options: ResolvedOptions) => (request: LaunchRequest): Effect.Ef
     const start = Effect.async<Running, LaunchFailed>((resume) => {
       let child: ChildProcess
       try {
+        markSpawned()
         child = spawn(executable, args, spawnOptions)
       } catch (e) {
         resume(Effect.fail(failed(`cannot spawn ${executable}: ${messageOf(e)}`, e)))
@@ -330,7 +342,7 @@ const launch = (options: ResolvedOptions) => (request: LaunchRequest): Effect.Ef
     })
 
     const acquire = Effect.gen(function* () {
-      const running = yield* Effect.tapError(spawnLock.withPermits(1)(Effect.zipRight(macrotaskTurn, start)), () => forgetLog)
+      const running = yield* Effect.tapError(spawnLock.withPermits(1)(Effect.zipRight(spawnTurn, start)), () => forgetLog)
       const pidFile = yield* Effect.try({
         try: () => writePidFile(request.paths.runtimeDir, pidFileContent(running)),
         catch: (e) => failed(`cannot write the pid file under ${request.paths.runtimeDir}: ${messageOf(e)}`, e)

@@ -131,6 +131,9 @@ export type DecodeEvent =
   | { readonly type: "oversize"; readonly header: FrameHeader; readonly size: number }
   | { readonly type: "error"; readonly reason: string }
 
+/** Header fields that are strings when present. */
+const STRING_FIELDS = ["channel", "topic", "rc", "jobId", "token"] as const
+
 /** Parses and checks a header; returns a reason string when it is malformed. */
 export const parseHeader = (bytes: Buffer): FrameHeader | string => {
   let value: unknown
@@ -146,7 +149,7 @@ export const parseHeader = (bytes: Buffer): FrameHeader | string => {
     return `frame header has an unknown enc ${JSON.stringify(h.enc)}`
   }
   if (h.id !== undefined && (typeof h.id !== "number" || !Number.isSafeInteger(h.id))) return "frame header id is not an integer"
-  for (const key of ["channel", "topic", "rc", "jobId", "token"]) {
+  for (const key of STRING_FIELDS) {
     if (h[key] !== undefined && typeof h[key] !== "string") return `frame header ${key} is not a string`
   }
   if (h.headers !== undefined) {

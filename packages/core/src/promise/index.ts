@@ -6,7 +6,7 @@
  * @module @flexec/core/promise
  * @since 0.1.0
  */
-import { Cause, Deferred, Duration, Effect, Exit, Fiber, ManagedRuntime, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Stream } from "effect"
 import type { Layer } from "effect"
 import { ClientExecutor } from "../ClientExecutor.js"
 import type {
@@ -142,8 +142,8 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
     getErrors: (jobId) => run(service.getErrors(jobId)),
     resetErrors: (jobId) => run(service.resetErrors(jobId)),
     configureJobLog: (jobId, config) => run(service.configureJobLog(jobId, config)),
-    sendToJob: ({ timeout, ...params }) =>
-      run(service.sendToJob(timeout === undefined ? params : { ...params, timeout: Duration.millis(timeout) })),
+    // a number is a DurationInput in milliseconds: the parameters pass as they are
+    sendToJob: (params) => run(service.sendToJob(params)),
     awaitCompletion: (jobId) => run(service.awaitCompletion(jobId)),
     jobs: () => run(service.jobs),
     recovered: () => run(service.recovered),

@@ -8,7 +8,8 @@ import { Duration, Effect, Either, FiberSet, Option, Stream, SubscriptionRef } f
 import type { Scope } from "effect"
 import { Buffer } from "node:buffer"
 import { createHash, timingSafeEqual } from "node:crypto"
-import * as fs from "node:fs/promises"
+import * as fs from "node:fs"
+import * as fsp from "node:fs/promises"
 import * as net from "node:net"
 import * as path from "node:path"
 import type { Duplex } from "node:stream"
@@ -127,25 +128,30 @@ const launchFailed = (jobId: string, reason: string, cause?: unknown) =>
 const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
 
 /** Creates the private directory (0700, must not exist), chowned to `owner` when given. */
+/**
+ * Creates the channel directory (0700, owned by `owner` when given). Synchronous
+ * calls: each is a few microseconds, where the promise API would cost a thread-pool
+ * round trip per call (about 0.5 ms each on a loaded machine, on every job's start).
+ */
 const makePrivateDir = (jobId: string, dir: string, owner: JobChannelOptions["owner"], reuse = false, socketName = "ch.sock") =>
-  Effect.tryPromise({
-    try: async () => {
+  Effect.try({
+    try: () => {
       if (reuse) {
-        const stat = await fs.lstat(dir).catch(() => undefined)
+        const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
         if (stat?.isDirectory()) {
-          await fs.rm(`${dir}/${socketName}`, { force: true })
-          await fs.chmod(dir, 0o700)
-          if (owner) await fs.chown(dir, owner.uid, owner.gid)
+          fs.rmSync(`${dir}/${socketName}`, { force: true })
+          fs.chmodSync(dir, 0o700)
+          if (owner) fs.chownSync(dir, owner.uid, owner.gid)
           return
         }
-        if (stat) await fs.rm(dir, { force: true })
+        if (stat) fs.rmSync(dir, { force: true })
       }
-      await fs.mkdir(dir, { mode: 0o700 })
+      fs.mkdirSync(dir, { mode: 0o700 })
       try {
-        await fs.chmod(dir, 0o700)
-        if (owner) await fs.chown(dir, owner.uid, owner.gid)
+        fs.chmodSync(dir, 0o700)
+        if (owner) fs.chownSync(dir, owner.uid, owner.gid)
       } catch (error) {
-        await fs.rm(dir, { recursive: true, force: true })
+        fs.rmSync(dir, { recursive: true, force: true })
         throw error
       }
     },
@@ -153,7 +159,7 @@ const makePrivateDir = (jobId: string, dir: string, owner: JobChannelOptions["ow
   })
 
 const removeDir = (dir: string) =>
-  Effect.tryPromise(() => fs.rm(dir, { recursive: true, force: true })).pipe(
+  Effect.tryPromise(() => fsp.rm(dir, { recursive: true, force: true })).pipe(
     Effect.catchAll((error) => Effect.logWarning(`could not remove the channel directory ${dir}: ${describe(error)}`))
   )
 
@@ -330,10 +336,10 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
       (server) => closeServer(server, sockets)
     )
     void server
-    yield* Effect.tryPromise({
-      try: async () => {
-        await fs.chmod(socketPath, 0o600)
-        if (owner) await fs.chown(socketPath, owner.uid, owner.gid)
+    yield* Effect.try({
+      try: () => {
+        fs.chmodSync(socketPath, 0o600)
+        if (owner) fs.chownSync(socketPath, owner.uid, owner.gid)
       },
       catch: (error) => launchFailed(jobId, `cannot set the owner of ${socketPath}: ${describe(error)}`, error)
     })

@@ -614,8 +614,8 @@ export const makeConnection = (
      */
     const exchange = (id: number, frame: Frame.EncodedFrame, req: ChannelRequest) =>
       Effect.clockWith((clock) => {
-        const timeout = Duration.decode(req.timeout)
-        const ms = Duration.toMillis(timeout)
+        // a number is milliseconds (the common case: no Duration to build)
+        const ms = typeof req.timeout === "number" ? req.timeout : Duration.toMillis(Duration.decode(req.timeout))
         const expired = () => new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms })
         const timed = clock.constructor === LiveClock && ms <= MAX_TIMER_MS
         const wait = Effect.async<Message, RequestError>((resume) => {
@@ -654,7 +654,7 @@ export const makeConnection = (
             if (pending.get(id) === waiter) pending.delete(id)
           })
         })
-        return timed ? wait : Effect.timeoutFail(wait, { duration: timeout, onTimeout: expired })
+        return timed ? wait : Effect.timeoutFail(wait, { duration: Duration.decode(req.timeout), onTimeout: expired })
       })
 
     const request = (req: ChannelRequest): Effect.Effect<Message, RequestError> =>

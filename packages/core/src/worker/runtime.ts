@@ -294,6 +294,7 @@ export const runJobWith = async (spec: JobSpec, io: WorkerIO): Promise<number> =
     return finish(Exit.InfrastructureError, false)
   }
   state.status = Status.Started
+  io.started?.()
 
   let runPending = true
   const settled: Promise<Settled> = (async () => spec.run(ctx))().then(
@@ -359,17 +360,31 @@ const extraResources = (now: ReadonlyArray<string>, baseline: ReadonlyArray<stri
  * write the code to `<FLEXEC_JOB_DIR>/_process_rc.txt` first (NVFlare's rule).
  */
 export const runJob = (spec: JobSpec): Promise<never> => {
-  // stdio handles are created lazily: create them now so they are in the baseline
-  // A job whose parent went away (and was adopted by a new one) has no reader on its
-  // stdout/stderr any more: a write must not kill it with EPIPE.
-  process.stdout.on("error", () => undefined)
-  process.stderr.on("error", () => undefined)
-  const baseline = process.getActiveResourcesInfo()
+  let baseline = process.getActiveResourcesInfo()
+  // A job whose parent went away (and was adopted by a new one) has no reader on
+  // its stdout/stderr any more: a write must not kill it with EPIPE. Guarded once
+  // Started is acknowledged (or before the runtime's first diagnostic), not
+  // before: creating the stdio streams costs about 2 ms on the way to Started.
+  // The handles they create join the baseline of `workAlive`.
+  let guarded = false
+  const guardStdio = (): void => {
+    if (guarded) return
+    guarded = true
+    const before = process.getActiveResourcesInfo()
+    process.stdout.on("error", () => undefined)
+    process.stderr.on("error", () => undefined)
+    baseline = baseline.concat(extraResources(process.getActiveResourcesInfo(), before))
+  }
   return runJobWith(spec, {
     env: process.env,
     connect: connectUnix,
     exit: (code) => process.exit(code),
-    workAlive: () => extraResources(process.getActiveResourcesInfo(), baseline).length > 0
+    workAlive: () => extraResources(process.getActiveResourcesInfo(), baseline).length > 0,
+    log: (line) => {
+      guardStdio()
+      console.error(line)
+    },
+    started: guardStdio
   }) as Promise<never>
 }
 

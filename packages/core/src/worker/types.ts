@@ -122,4 +122,6 @@ export interface WorkerIO {
   readonly workAlive?: () => boolean
   /** Where the runtime's own diagnostics go (default `console.error`). */
   readonly log?: (line: string) => void
+  /** Called once the parent has acknowledged Started, just before `run`. */
+  readonly started?: () => void
 }
