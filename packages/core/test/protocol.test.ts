@@ -16,6 +16,7 @@ import {
   decodePayload,
   DEFAULT_MAX_FRAME_BYTES,
   encodeFrame,
+  encodeFrameBuffer,
   encodePayload,
   FrameDecoder,
   type FrameHeader
@@ -566,6 +567,43 @@ describe("job → parent requests", () => {
     "c/die": () => Effect.die("kaboom"),
     "c/nested": () => Effect.succeed({ x: new Uint8Array(2) } as never)
   })
+
+  it.scopedLive("serves a request pipelined right after the hello, once hello_ok is out; a refused hello drops it", () =>
+    Effect.gen(function* () {
+      const seen: Array<unknown> = []
+      const counting = handlers({
+        "admin/notify_job_status": (m) =>
+          Effect.sync(() => {
+            seen.push(m.payload)
+            return { seen: m.payload ?? null } as Payload
+          })
+      })
+      const channel = yield* open({ onRequest: counting })
+      // one write: the hello and the request reach the parent together
+      const refused = yield* connect(channel.info.socketPath)
+      refused.stream.write(
+        Buffer.concat([
+          encodeFrameBuffer({ kind: "hello", version: 1, jobId: JOB, token: "wrong-token!" }),
+          encodeFrameBuffer({ kind: "request", id: 1, channel: "admin", topic: "notify_job_status", enc: "json" }, '{"status":2}')
+        ])
+      )
+      expect(yield* promise(() => refused.waitClosed())).toBe(true)
+      expect(seen).toEqual([])
+      const peer = yield* connect(channel.info.socketPath)
+      peer.stream.write(
+        Buffer.concat([
+          encodeFrameBuffer({ kind: "hello", version: 1, jobId: JOB, token: TOKEN }),
+          encodeFrameBuffer({ kind: "request", id: 1, channel: "admin", topic: "notify_job_status", enc: "json" }, '{"status":2}')
+        ])
+      )
+      const first = yield* promise(() => peer.nextFrame())
+      expect(first.header.kind).toBe("hello_ok")
+      const reply = yield* promise(() => peer.nextFrame())
+      expect(reply.header).toMatchObject({ kind: "reply", id: 1, rc: "ok" })
+      expect(decodePayload(reply.header.enc, reply.payload)).toEqual({ seen: { status: 2 } })
+      expect(seen).toEqual([{ status: 2 }])
+    })
+  )
 
   it.scopedLive("answers ok with the handler's payload, invalid_request for an unknown topic, process_exception for a failure", () =>
     Effect.gen(function* () {

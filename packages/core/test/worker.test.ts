@@ -71,6 +71,8 @@ const until = <A>(events: EventEmitter, check: () => A | undefined, what: string
 
 class RawConn {
   hello: FrameHeader | undefined
+  /** Sends the held `hello_ok` (when the parent holds them). */
+  releaseHelloOk: (() => void) | undefined
   readonly frames: Array<Frame> = []
   readonly oversize: Array<{ header: FrameHeader; size: number }> = []
   closed = false
@@ -92,6 +94,8 @@ class RawConn {
   }
 
   private onEvent(event: DecodeEvent): void {
+    // a refused connection is done: frames pipelined after its hello are dropped
+    if (this.socket.destroyed) return
     if (event.type === "error") {
       this.parent.errors.push(event.reason)
       this.socket.destroy()
@@ -104,16 +108,34 @@ class RawConn {
         this.socket.destroy()
       } else {
         this.hello = header
-        this.send({ kind: "hello_ok", version: 1, maxFrame: this.parent.maxFrame })
+        const helloOk = () => this.send({ kind: "hello_ok", version: 1, maxFrame: this.parent.maxFrame })
+        if (this.parent.holdHelloOk) {
+          // as the real parent: frames after the hello are recorded, and served once hello_ok is out
+          this.releaseHelloOk = () => {
+            helloOk()
+            const held = this.held.splice(0)
+            this.releaseHelloOk = undefined
+            for (const frame of held) this.serve(frame.header, frame.payload)
+          }
+        } else helloOk()
       }
+    } else if (this.releaseHelloOk !== undefined) {
+      this.frames.push({ header: event.header, payload: event.payload })
+      this.held.push({ header: event.header, payload: event.payload })
     } else {
       this.onFrame(event.header, event.payload)
     }
     this.parent.changed()
   }
 
+  private readonly held: Array<Frame> = []
+
   private onFrame(header: FrameHeader, payload: Buffer): void {
     this.frames.push({ header, payload })
+    this.serve(header, payload)
+  }
+
+  private serve(header: FrameHeader, payload: Buffer): void {
     if (header.kind === "reply") {
       const resolveReply = this.pending.get(header.id!)
       this.pending.delete(header.id!)
@@ -169,6 +191,8 @@ class RawParent extends EventEmitter {
   readonly maxFrame: number
   /** Whether status reports are answered. */
   answerStatus = true
+  /** Holds `hello_ok` until `conn.releaseHelloOk()` is called. */
+  holdHelloOk = false
   /** Answers the worker's requests other than status reports. */
   onRequest: (header: FrameHeader, payload: unknown) => ParentAnswer = (header, payload) => {
     this.requests.push({ header, payload })
@@ -343,6 +367,27 @@ const runInProcess = (
 const rcFile = (dir: string): string => join(dir, "_process_rc.txt")
 
 describe("runJobWith: handshake, status and exit", () => {
+  it("sends Started right after its hello (pipelined), before hello_ok; runs only once it is acknowledged", async () => {
+    const parent = await startParent()
+    parent.holdHelloOk = true
+    const job = runInProcess(jobEnv(parent))
+    const conn = await parent.connection()
+    // the status request came in while hello_ok was held
+    await until(parent, () => (conn.statuses.length === 1 ? true : undefined), "the pipelined status report")
+    expect(conn.statuses).toEqual([2])
+    expect(conn.frames[0]?.header).toMatchObject({ kind: "request", channel: "admin", topic: "notify_job_status" })
+    let ran = false
+    void job.ctx.then(() => (ran = true))
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(ran).toBe(false)
+    conn.releaseHelloOk!()
+    await job.ctx
+    expect(parent.statuses).toEqual([2])
+    job.finish(undefined)
+    expect(await job.done).toBe(0)
+    expect(parent.statuses).toEqual([2, 3])
+  })
+
   it("says hello with the job id and token, reads and deletes the secrets, reports Started then Stopped and exits 0", async () => {
     const parent = await startParent()
     const job = runInProcess(jobEnv(parent))

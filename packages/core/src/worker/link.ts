@@ -50,6 +50,17 @@ export interface LinkOptions {
 
 type State = "init" | "connecting" | "live" | "down" | "failed" | "closed"
 
+/** A request to send right after the next hello, before `hello_ok` (pipelined). */
+interface Early {
+  readonly id: number
+  readonly channel: string
+  readonly topic: string
+  readonly chunks: ReadonlyArray<Uint8Array>
+  readonly resolve: (message: WorkerMessage) => void
+  readonly reject: (error: ChannelError) => void
+  readonly timer: ReturnType<typeof setTimeout>
+}
+
 interface Pending {
   readonly conn: Conn
   readonly channel: string
@@ -98,6 +109,7 @@ export class ParentLink {
   private attemptSocket: Duplex | undefined
   private nextId = 1
   private readonly pending = new Map<number, Pending>()
+  private early: Array<Early> = []
   private waiters: Array<(live: boolean) => void> = []
 
   constructor(private readonly options: LinkOptions) {}
@@ -116,6 +128,7 @@ export class ParentLink {
     const ok = await this.connectLoop(Date.now() + this.options.reconnectMs)
     if (ok) return
     if (!this.isClosed) this.setState("failed")
+    this.failEarly("could not connect to the parent")
     throw new ChannelError(
       "target_unreachable",
       `could not connect to the parent at ${this.options.url} within ${this.options.reconnectMs} ms`
@@ -127,6 +140,35 @@ export class ParentLink {
     if (this.state === "live") return Promise.resolve(true)
     if (this.state === "failed" || this.state === "closed") return Promise.resolve(false)
     return new Promise((resolve) => this.waiters.push(resolve))
+  }
+
+  /**
+   * A request sent right after the hello of the next connection attempt,
+   * without waiting for `hello_ok` (the parent serves it once it has accepted
+   * the hello). Only before the link is first live; an attempt that fails sends
+   * it again after the next hello. Saves a round trip on the way to Started.
+   */
+  requestAfterHello(channel: string, topic: string, message: OutgoingMessage | undefined, timeoutMs: number): Promise<WorkerMessage> {
+    if (this.state !== "init" && this.state !== "connecting") return this.request(channel, topic, message, timeoutMs)
+    let chunks: Array<Uint8Array>
+    const id = this.nextId++
+    try {
+      const encoded = encodeChecked(message?.payload)
+      chunks = encodeFrame({ kind: "request", id, channel, topic, enc: encoded.enc, headers: cleanHeaders(message?.headers) }, encoded.body)
+    } catch (error) {
+      return Promise.reject(new ChannelError("invalid_request", `cannot send ${channel}/${topic}: ${messageOf(error)}`))
+    }
+    return new Promise<WorkerMessage>((resolve, reject) => {
+      const timer = this.options.timers.after(timeoutMs, () => {
+        // still waiting for a connection, or sent on one and waiting for the reply
+        const index = this.early.findIndex((e) => e.id === id)
+        if (index >= 0) this.early.splice(index, 1)
+        else if (this.pending.get(id)?.timer === timer) this.pending.delete(id)
+        else return
+        reject(new ChannelError("timeout", `no reply to ${channel}/${topic} within ${timeoutMs} ms`))
+      })
+      this.early.push({ id, channel, topic, chunks, resolve, reject, timer })
+    })
   }
 
   /** A request to the parent; see `JobContext.request`. */
@@ -173,6 +215,7 @@ export class ParentLink {
     const conn = this.conn
     this.conn = undefined
     this.failPending(undefined, "the worker is exiting")
+    this.failEarly("the worker is exiting")
     if (conn === undefined || previous !== "live" || !conn.alive) return
     conn.alive = false
     const socket = conn.socket
@@ -295,6 +338,8 @@ export class ParentLink {
         })) {
           socket.write(chunk)
         }
+        // pipelined: the parent reads them once it has accepted the hello
+        for (const early of this.early) for (const chunk of early.chunks) socket.write(chunk)
       } catch (error) {
         finish(false, `cannot send hello: ${messageOf(error)}`)
       }
@@ -315,6 +360,10 @@ export class ParentLink {
       decoder.push(toBuffer(chunk), (event) => this.onEvent(conn, event))
     }
     const onGone = (): void => this.lost(conn, "the parent closed the connection")
+    // the requests sent with the hello now wait on this connection
+    for (const e of this.early.splice(0)) {
+      this.pending.set(e.id, { conn, channel: e.channel, topic: e.topic, resolve: e.resolve, reject: e.reject, timer: e.timer })
+    }
     socket.on("data", onData)
     socket.once("end", onGone)
     socket.once("close", onGone)
@@ -349,6 +398,13 @@ export class ParentLink {
     if (this.state === "closed") return
     this.setState("failed")
     this.options.onGiveUp()
+  }
+
+  private failEarly(reason: string): void {
+    for (const e of this.early.splice(0)) {
+      this.options.timers.cancel(e.timer)
+      e.reject(new ChannelError("target_unreachable", `${e.channel}/${e.topic}: ${reason}`))
+    }
   }
 
   private failPending(conn: Conn | undefined, reason: string): void {

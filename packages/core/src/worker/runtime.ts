@@ -278,6 +278,19 @@ export const runJobWith = async (spec: JobSpec, io: WorkerIO): Promise<number> =
     return exit(code)
   }
 
+  // Started goes out with the hello (pipelined), one round trip earlier than
+  // after hello_ok; when that fails, notifyStatus below tries again.
+  const startedWithHello = link
+    .requestAfterHello("admin", "notify_job_status", { payload: { status: Status.Started } }, STATUS_TRY_MS)
+    .then(
+      () => true,
+      (error: unknown) => {
+        if (isChannelError(error) && (error.code === "target_unreachable" || error.code === "timeout")) return false
+        // the parent answered, though not with ok: it is there, go on
+        log(`flexec worker: notify_job_status ${Status.Started}: ${messageOf(error)}`)
+        return true
+      }
+    )
   try {
     await link.start()
   } catch (error) {
@@ -289,7 +302,7 @@ export const runJobWith = async (spec: JobSpec, io: WorkerIO): Promise<number> =
     return finish(Exit.InfrastructureError, false)
   }
 
-  if (!(await notifyStatus(Status.Started, Math.max(STARTED_BUDGET_MS, config.reconnectMs)))) {
+  if (!(await startedWithHello) && !(await notifyStatus(Status.Started, Math.max(STARTED_BUDGET_MS, config.reconnectMs)))) {
     log("flexec worker: could not report Started to the parent; exiting without running the job")
     return finish(Exit.InfrastructureError, false)
   }
