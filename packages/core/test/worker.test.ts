@@ -150,7 +150,15 @@ class RawConn {
         : this.parent.onRequest(header, value)
     if (answer === "no-reply") return
     const encoded = encodePayload(answer.payload)
-    this.send({ kind: "reply", id: header.id!, rc: answer.rc, enc: encoded.enc }, encoded.bytes)
+    const reply = encodeFrameBuffer({ kind: "reply", id: header.id!, rc: answer.rc, enc: encoded.enc }, encoded.bytes)
+    const status = header.topic === "notify_job_status" ? (value as { status: number }).status : undefined
+    if (status === 2 && this.parent.abortWithStartedAck) {
+      // one write: the worker reads the acknowledgement and the abort in one go
+      const abort = encodeFrameBuffer({ kind: "request", id: this.nextId++, channel: "client_command", topic: "abort", enc: "none" })
+      this.socket.write(Buffer.concat([reply, abort]))
+      return
+    }
+    this.socket.write(reply)
   }
 
   send(header: FrameHeader, payload?: Uint8Array): void {
@@ -249,6 +257,9 @@ class RawParent extends EventEmitter {
   acceptHello(header: FrameHeader): boolean {
     return header.version === 1 && header.token === this.token
   }
+
+  /** Sends `abort` right behind the reply to Started (before the worker can begin `run`). */
+  abortWithStartedAck = false
 
   onStatus(conn: RawConn, status: number): ParentAnswer {
     void conn
@@ -385,6 +396,21 @@ describe("runJobWith: handshake, status and exit", () => {
     expect(parent.statuses).toEqual([2])
     job.finish(undefined)
     expect(await job.done).toBe(0)
+    expect(parent.statuses).toEqual([2, 3])
+  })
+
+  it("an abort right behind the acknowledgement of Started finds run running (run begins as the acknowledgement is read)", async () => {
+    const parent = await startParent()
+    parent.abortWithStartedAck = true
+    let abortedAtStart: boolean | undefined
+    const job = runInProcess(jobEnv(parent), {
+      run: (ctx) => {
+        abortedAtStart = ctx.signal.aborted
+        return new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(5)))
+      }
+    })
+    expect(await job.done).toBe(5)
+    expect(abortedAtStart).toBe(false)
     expect(parent.statuses).toEqual([2, 3])
   })
 

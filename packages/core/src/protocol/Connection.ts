@@ -355,6 +355,42 @@ interface Waiter {
   readonly fail: (error: RequestError) => void
 }
 
+/**
+ * A request on the wire. The read path settles it (a reply, a failure) and the
+ * requesting fiber waits for it, in either order: an outcome that comes before
+ * the fiber waits is kept for it. Settled once; the timer goes with it.
+ */
+class PendingRequest implements Waiter {
+  timer: ReturnType<typeof setTimeout> | undefined
+  private outcome: Effect.Effect<Message, RequestError> | undefined
+  private resume: ((outcome: Effect.Effect<Message, RequestError>) => void) | undefined
+
+  constructor(private readonly settle: (reply: ReceivedReply) => Effect.Effect<Message, RequestError>) {}
+
+  reply(reply: ReceivedReply): void {
+    this.finish(this.settle(reply))
+  }
+
+  fail(error: RequestError): void {
+    this.finish(Effect.fail(error))
+  }
+
+  /** Resumes `resume` with the outcome, now or once there is one. */
+  wait(resume: (outcome: Effect.Effect<Message, RequestError>) => void): void {
+    if (this.outcome !== undefined) resume(this.outcome)
+    else this.resume = resume
+  }
+
+  private finish(outcome: Effect.Effect<Message, RequestError>): void {
+    if (this.outcome !== undefined) return
+    this.outcome = outcome
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    const resume = this.resume
+    this.resume = undefined
+    resume?.(outcome)
+  }
+}
+
 /** Longest delay `setTimeout` takes (longer ones would fire at once). */
 const MAX_TIMER_MS = 2 ** 31 - 1
 
@@ -608,42 +644,38 @@ export const makeConnection = (
     }
 
     /**
-     * Registers request `id`, writes its frame and waits for the reply, the
-     * timeout or the connection's end. The read path settles the request
-     * itself: the fiber resumes with the outcome.
+     * Writes the request's frame first (so the peer starts on it while this side
+     * does its bookkeeping), registers it, and waits for the reply, the timeout
+     * or the connection's end. The read path settles the request itself: the
+     * fiber resumes with the outcome.
      */
-    const exchange = (id: number, frame: Frame.EncodedFrame, req: ChannelRequest) =>
+    const request = (req: ChannelRequest): Effect.Effect<Message, RequestError> =>
       Effect.clockWith((clock) => {
+        if (!open) return Effect.fail(new TargetUnreachable({ jobId }))
+        const id = nextId++
+        const frame = encode("request", id, req.channel, req.topic, req.message)
+        if (Either.isLeft(frame)) return Effect.fail(frame.left)
+        const size = frame.right.size
+        const pendingRequest = new PendingRequest((reply) => settle(reply, req, size))
+        pending.set(id, pendingRequest)
+        framed.writeNow(frame.right.chunks, (written) => {
+          if (written || pending.get(id) !== pendingRequest) return
+          pending.delete(id)
+          pendingRequest.fail(new TargetUnreachable({ jobId }))
+        })
         // a number is milliseconds (the common case: no Duration to build)
         const ms = typeof req.timeout === "number" ? req.timeout : Duration.toMillis(Duration.decode(req.timeout))
         const expired = () => new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms })
         const timed = clock.constructor === LiveClock && ms <= MAX_TIMER_MS
-        const wait = Effect.async<Message, RequestError>((resume) => {
-          if (!open) return resume(Effect.fail(new TargetUnreachable({ jobId })))
-          let timer: ReturnType<typeof setTimeout> | undefined
-          const waiter: Waiter = {
-            reply: (reply) => {
-              if (timer !== undefined) clearTimeout(timer)
-              resume(settle(reply, req, frame.size))
-            },
-            fail: (error) => {
-              if (timer !== undefined) clearTimeout(timer)
-              resume(Effect.fail(error))
-            }
-          }
-          pending.set(id, waiter)
-          if (timed) {
-            timer = setTimeout(() => {
-              if (pending.get(id) !== waiter) return
-              pending.delete(id)
-              resume(Effect.fail(expired()))
-            }, ms)
-          }
-          framed.writeNow(frame.chunks, (written) => {
-            if (written || pending.get(id) !== waiter) return
+        if (timed) {
+          pendingRequest.timer = setTimeout(() => {
+            if (pending.get(id) !== pendingRequest) return
             pending.delete(id)
-            waiter.fail(new TargetUnreachable({ jobId }))
-          })
+            pendingRequest.fail(expired())
+          }, ms)
+        }
+        const wait = Effect.async<Message, RequestError>((resume) => {
+          pendingRequest.wait(resume)
           // With the timer, an interrupted request is left to its reply or its
           // timer (whichever comes first drops the entry): a canceler here
           // costs every request an interruption handler, and with it several
@@ -651,18 +683,10 @@ export const makeConnection = (
           // `timeoutFail` the canceler is what removes the entry.
           if (timed) return
           return Effect.sync(() => {
-            if (pending.get(id) === waiter) pending.delete(id)
+            if (pending.get(id) === pendingRequest) pending.delete(id)
           })
         })
         return timed ? wait : Effect.timeoutFail(wait, { duration: Duration.decode(req.timeout), onTimeout: expired })
-      })
-
-    const request = (req: ChannelRequest): Effect.Effect<Message, RequestError> =>
-      Effect.suspend(() => {
-        if (!open) return Effect.fail(new TargetUnreachable({ jobId }))
-        const id = nextId++
-        const frame = encode("request", id, req.channel, req.topic, req.message)
-        return Either.isLeft(frame) ? Effect.fail(frame.left) : exchange(id, frame.right, req)
       })
 
     const notify = (n: ChannelNotification): Effect.Effect<void, TargetUnreachable | MessageTooBig | InvalidRequest> =>

@@ -148,7 +148,14 @@ export class ParentLink {
    * the hello). Only before the link is first live; an attempt that fails sends
    * it again after the next hello. Saves a round trip on the way to Started.
    */
-  requestAfterHello(channel: string, topic: string, message: OutgoingMessage | undefined, timeoutMs: number): Promise<WorkerMessage> {
+  requestAfterHello(
+    channel: string,
+    topic: string,
+    message: OutgoingMessage | undefined,
+    timeoutMs: number,
+    /** Called synchronously when the parent answers (any code), before the next frame is read. */
+    onAnswer?: () => void
+  ): Promise<WorkerMessage> {
     if (this.state !== "init" && this.state !== "connecting") return this.request(channel, topic, message, timeoutMs)
     let chunks: Array<Uint8Array>
     const id = this.nextId++
@@ -158,7 +165,16 @@ export class ParentLink {
     } catch (error) {
       return Promise.reject(new ChannelError("invalid_request", `cannot send ${channel}/${topic}: ${messageOf(error)}`))
     }
-    return new Promise<WorkerMessage>((resolve, reject) => {
+    return new Promise<WorkerMessage>((resolveReply, rejectReply) => {
+      const resolve = (reply: WorkerMessage): void => {
+        onAnswer?.()
+        resolveReply(reply)
+      }
+      // an error reply is an answer too; target_unreachable and timeout are not
+      const reject = (error: ChannelError): void => {
+        if (error.code !== "target_unreachable" && error.code !== "timeout") onAnswer?.()
+        rejectReply(error)
+      }
       const timer = this.options.timers.after(timeoutMs, () => {
         // still waiting for a connection, or sent on one and waiting for the reply
         const index = this.early.findIndex((e) => e.id === id)

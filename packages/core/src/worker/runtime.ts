@@ -278,10 +278,30 @@ export const runJobWith = async (spec: JobSpec, io: WorkerIO): Promise<number> =
     return exit(code)
   }
 
+  // `run` begins once Started is acknowledged. From the pipelined report it
+  // begins synchronously, as the acknowledgement is read: an abort the parent
+  // sends right behind it (it counts the job as started at once) finds `run`
+  // running.
+  let runPending = false
+  let settled: Promise<Settled> | undefined
+  const beginRun = (): void => {
+    if (settled !== undefined) return
+    state.status = Status.Started
+    io.started?.()
+    runPending = true
+    settled = (async () => spec.run(ctx))().then(
+      (value): Settled => ({ ok: true, value }),
+      (error: unknown): Settled => ({ ok: false, error })
+    )
+    void settled.then(() => {
+      runPending = false
+    })
+  }
+
   // Started goes out with the hello (pipelined), one round trip earlier than
   // after hello_ok; when that fails, notifyStatus below tries again.
   const startedWithHello = link
-    .requestAfterHello("admin", "notify_job_status", { payload: { status: Status.Started } }, STATUS_TRY_MS)
+    .requestAfterHello("admin", "notify_job_status", { payload: { status: Status.Started } }, STATUS_TRY_MS, beginRun)
     .then(
       () => true,
       (error: unknown) => {
@@ -306,28 +326,19 @@ export const runJobWith = async (spec: JobSpec, io: WorkerIO): Promise<number> =
     log("flexec worker: could not report Started to the parent; exiting without running the job")
     return finish(Exit.InfrastructureError, false)
   }
-  state.status = Status.Started
-  io.started?.()
-
-  let runPending = true
-  const settled: Promise<Settled> = (async () => spec.run(ctx))().then(
-    (value): Settled => ({ ok: true, value }),
-    (error: unknown): Settled => ({ ok: false, error })
-  )
-  void settled.then(() => {
-    runPending = false
-  })
+  beginRun()
+  const running = settled!
   const gaveUp = new Promise<"lost">((resolve) => {
     onGiveUp = () => resolve("lost")
   })
-  const first = await Promise.race([settled, gaveUp])
+  const first = await Promise.race([running, gaveUp])
 
   if (first === "lost") {
     log(
       `flexec worker: the connection to the parent could not be re-established within ${config.reconnectMs} ms; aborting the job`
     )
     state.abortJob(Object.assign(new Error("the connection to the parent was lost"), { name: "AbortError" }))
-    const second = await Promise.race([settled, timers.sleep(config.graceMs).then(() => "grace" as const)])
+    const second = await Promise.race([running, timers.sleep(config.graceMs).then(() => "grace" as const)])
     if (second === "grace") log(`flexec worker: run did not return within ${config.graceMs} ms of the abort; exiting`)
     state.status = Status.Stopped
     return finish(Exit.InfrastructureError, runPending)

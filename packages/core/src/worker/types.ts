@@ -101,7 +101,11 @@ export type Handlers = Readonly<Record<string, Readonly<Record<string, Handler>>
 
 /** What `runJob` runs. */
 export interface JobSpec {
-  /** The job. Its result (a number, or anything else for 0) is the exit code. */
+  /**
+   * The job. Its result (a number, or anything else for 0) is the exit code.
+   * Called once Started is acknowledged, before any request that follows the
+   * acknowledgement is handled (an abort right behind it finds `run` running).
+   */
   readonly run: (ctx: JobContext) => unknown
   /** Handlers of the parent's requests, answered while `run` runs. */
   readonly handlers?: Handlers
