@@ -40,7 +40,6 @@ await pair.runtime.runPromise(Effect.gen(function* () {
     yield* pair.service.sendToJob(params)
     const t1 = now()
     if (i >= 20) record(rows.flexec, t0, t1)
-    if (i >= 20 && globalThis.__tReq) { (globalThis.__dbg ??= { a: [], b: [], c: [], d: [] }).a.push(globalThis.__tReq - t0); globalThis.__dbg.b.push(globalThis.__tEnc - globalThis.__tReq); globalThis.__dbg.c.push(globalThis.__tClock - globalThis.__tEnc); globalThis.__dbg.d.push(globalThis.__tW - globalThis.__tClock) }
     stamps.write = stamps.data = 0
     const r = yield* Effect.promise(async () => {
       const t0 = now()
@@ -52,7 +51,6 @@ await pair.runtime.runPromise(Effect.gen(function* () {
 }))
 const us = (xs) => `${(median(xs) * 1000).toFixed(0)} µs`
 for (const [k, v] of Object.entries(rows)) console.log(`${k.padEnd(7)} total ${us(v.total)}: before write ${us(v.pre)}, write → reply data ${us(v.wire)}, data → done ${us(v.post)}`)
-if (globalThis.__dbg) console.log(`t0 → Connection.request ${us(globalThis.__dbg.a)}, encode ${us(globalThis.__dbg.b)}, → clockWith ${us(globalThis.__dbg.c)}, → writeNow ${us(globalThis.__dbg.d)}`)
 await pair.runtime.runPromise(pair.service.abortApp(pair.jobId))
 await pair.runtime.runPromise(pair.service.awaitCompletion(pair.jobId))
 const file = path.join(pair.workspace, pair.jobId, "worker-bulk-stamps.json")
