@@ -178,38 +178,20 @@ export async function run({ quick, log }) {
   log(`rtt (Effect API): flexec p50 ${fmtUs(median(effect.A))}, raw p50 ${fmtUs(median(effect.B))}`)
   const facade = await measurePromise({ warm, n, payload, rawPayload })
   log(`rtt (Promise facade): flexec p50 ${fmtUs(median(facade.A))}, raw p50 ${fmtUs(median(facade.B))}`)
+  const rowsOf = (api, { A, B }, note) => [
+    row({
+      id: "2",
+      what: `RTT 64 B JSON, ${api}, p50 (n=${n})`,
+      flexec: fmtUs(median(A)),
+      raw: fmtUs(median(B)),
+      ratio: median(A) / median(B),
+      bar: { op: "<=", value: 1.5 },
+      note
+    }),
+    row({ id: "2", what: `RTT 64 B JSON, ${api}, p99 (reported)`, flexec: fmtUs(pct(A, 99)), raw: fmtUs(pct(B, 99)), ratio: pct(A, 99) / pct(B, 99) })
+  ]
   return [
-    row({
-      id: "2",
-      what: `RTT 64 B JSON, Effect API, p50 (n=${n})`,
-      flexec: fmtUs(median(effect.A)),
-      raw: fmtUs(median(effect.B)),
-      ratio: median(effect.A) / median(effect.B),
-      bar: { op: "<=", value: 1.5 },
-      note: "ClientExecutor.sendToJob in one fiber's loop; the raw request in the same loop"
-    }),
-    row({
-      id: "2",
-      what: `RTT 64 B JSON, Effect API, p99 (reported)`,
-      flexec: fmtUs(pct(effect.A, 99)),
-      raw: fmtUs(pct(effect.B, 99)),
-      ratio: pct(effect.A, 99) / pct(effect.B, 99)
-    }),
-    row({
-      id: "2",
-      what: `RTT 64 B JSON, Promise facade, p50 (n=${n})`,
-      flexec: fmtUs(median(facade.A)),
-      raw: fmtUs(median(facade.B)),
-      ratio: median(facade.A) / median(facade.B),
-      bar: { op: "<=", value: 1.5 },
-      note: "createProcessExecutor().sendToJob: each call runs a fiber"
-    }),
-    row({
-      id: "2",
-      what: `RTT 64 B JSON, Promise facade, p99 (reported)`,
-      flexec: fmtUs(pct(facade.A, 99)),
-      raw: fmtUs(pct(facade.B, 99)),
-      ratio: pct(facade.A, 99) / pct(facade.B, 99)
-    })
+    ...rowsOf("Effect API", effect, "ClientExecutor.sendToJob in one fiber's loop; the raw request in the same loop"),
+    ...rowsOf("Promise facade", facade, "createProcessExecutor().sendToJob: each call runs a fiber")
   ]
 }
