@@ -6,7 +6,7 @@
  * @module @flexec/core/promise
  * @since 0.1.0
  */
-import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Stream } from "effect"
+import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Queue } from "effect"
 import type { Layer } from "effect"
 import { ClientExecutor } from "../ClientExecutor.js"
 import type {
@@ -91,9 +91,8 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
           Effect.gen(function* () {
             const queue = yield* service.subscribe
             yield* Deferred.succeed(ready, undefined)
-            yield* Stream.fromQueue(queue).pipe(
-              Stream.runForEach((event) => Effect.sync(() => listeners.forEach((l) => l(event))))
-            )
+            // a plain take loop: an event reaches the iterators with no stream machinery in between
+            yield* Effect.forever(Effect.map(Queue.take(queue), (event) => listeners.forEach((l) => l(event))))
           })
         )
       )

@@ -16,6 +16,7 @@ import type { Duplex } from "node:stream"
 import { LaunchFailed, TargetUnreachable } from "../Errors.js"
 import type { RequestError } from "../Errors.js"
 import * as codec from "../internal/codec.js"
+import { plainTimerFor } from "../internal/liveTimer.js"
 import { duplexPair } from "../internal/duplexPair.js"
 import type { ChannelInfo } from "../JobLauncher.js"
 import type { Message, Payload } from "../Message.js"
@@ -254,7 +255,22 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
             }
           }
         })
-        const first = yield* framed.next.pipe(Effect.timeoutOption(helloTimeout))
+        // the hello timeout: a plain timer that closes the stream (`next` then ends)
+        // under the live clock, an Effect timeout under another one
+        const clock = yield* Effect.clock
+        let timedOut = false
+        const first = plainTimerFor(clock, Duration.toMillis(helloTimeout))
+          ? yield* Effect.suspend(() => {
+              const timer = setTimeout(() => {
+                timedOut = true
+                stream.destroy()
+              }, Duration.toMillis(helloTimeout))
+              return framed.next.pipe(
+                Effect.ensuring(Effect.sync(() => clearTimeout(timer))),
+                Effect.map((event) => (timedOut ? Option.none() : Option.some(event)))
+              )
+            })
+          : yield* framed.next.pipe(Effect.timeoutOption(helloTimeout))
         helloDone()
         if (Option.isNone(first)) {
           return yield* Effect.logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)

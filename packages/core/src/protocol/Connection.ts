@@ -6,12 +6,13 @@
  *
  * @since 0.1.0
  */
-import { Cause, Clock, Deferred, Duration, Effect, Either, Exit, FiberSet, Option, Runtime } from "effect"
+import { Cause, Deferred, Duration, Effect, Either, Exit, FiberSet, Option, Runtime } from "effect"
 import type { Scope } from "effect"
 import type { Duplex } from "node:stream"
 import { InvalidRequest, MessageTooBig, RemoteError, RequestTimeout, TargetUnreachable } from "../Errors.js"
 import type { RequestError } from "../Errors.js"
 import * as codec from "../internal/codec.js"
+import { plainTimerFor } from "../internal/liveTimer.js"
 import type { Message, Payload } from "../Message.js"
 import { ReturnCode } from "../Status.js"
 import type { ChannelRequest, RequestHandler } from "./ChannelServer.js"
@@ -391,11 +392,6 @@ class PendingRequest implements Waiter {
   }
 }
 
-/** Longest delay `setTimeout` takes (longer ones would fire at once). */
-const MAX_TIMER_MS = 2 ** 31 - 1
-
-/** The class of Effect's live clock: with it a request's timeout can be a plain timer. */
-const LiveClock = Clock.make().constructor
 
 /**
  * Runs request/reply over `framed` (the handshake already done) until the
@@ -462,13 +458,14 @@ export const makeConnection = (
      * queue replies without bound.
      */
     let backgroundWrites = 0
-    let control: ReadControl | undefined
+    // set by `listen` below, which may already deliver frames (so not a `const` in its TDZ)
+    const reading: { control?: ReadControl } = {}
     const sendInBackground = (chunks: ReadonlyArray<Uint8Array>): void => {
       backgroundWrites++
-      if (backgroundWrites >= MAX_BACKGROUND_WRITES) control?.pause()
+      if (backgroundWrites >= MAX_BACKGROUND_WRITES) reading.control?.pause()
       framed.writeNow(chunks, () => {
         backgroundWrites--
-        if (backgroundWrites < MAX_BACKGROUND_WRITES) control?.resume()
+        if (backgroundWrites < MAX_BACKGROUND_WRITES) reading.control?.resume()
       })
     }
 
@@ -598,7 +595,7 @@ export const makeConnection = (
     }
 
     yield* Effect.addFinalizer(() => shutdown)
-    control = framed.listen({
+    reading.control = framed.listen({
       onEvent: (event) => {
         if (!open) return
         if (event.type === "error") {
@@ -666,7 +663,7 @@ export const makeConnection = (
         // a number is milliseconds (the common case: no Duration to build)
         const ms = typeof req.timeout === "number" ? req.timeout : Duration.toMillis(Duration.decode(req.timeout))
         const expired = () => new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms })
-        const timed = clock.constructor === LiveClock && ms <= MAX_TIMER_MS
+        const timed = plainTimerFor(clock, ms)
         if (timed) {
           pendingRequest.timer = setTimeout(() => {
             if (pending.get(id) !== pendingRequest) return

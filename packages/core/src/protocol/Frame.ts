@@ -124,7 +124,7 @@ export const encodeMessage = (
 ): Either.Either<EncodedFrame, MessageTooBig | PayloadNotSendable> => {
   let headers: Message.Headers | undefined
   if (message.headers !== undefined) {
-    for (const key in message.headers) {
+    for (const _key in message.headers) {
       // only when there is at least one key: most messages have none
       headers = Message.makeHeaders(message.headers)
       break
