@@ -31,6 +31,9 @@ export type JobMeta = typeof JobMeta.Type
 /** Keys that must be equal in `startApp`'s meta and the deployed meta. */
 export const protectedKeys = ["job_id", "resource_spec", "launcher_spec", "scope", "study"] as const
 
+/** The job meta decoder, made once. */
+const decodeJobMetaEither = Schema.decodeUnknownEither(JobMeta, { onExcessProperty: "preserve" })
+
 /** Decodes job meta, failing with `InvalidJobMeta` naming the offending key. */
 export const decodeJobMeta = (jobId: string, input: unknown): Effect.Effect<JobMeta, InvalidJobMeta> => {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
@@ -42,7 +45,7 @@ export const decodeJobMeta = (jobId: string, input: unknown): Effect.Effect<JobM
   if (forbidden !== undefined) {
     return Effect.fail(new InvalidJobMeta({ jobId, issues: `${forbidden}: the key "__proto__" is not allowed in job meta` }))
   }
-  const result = Schema.decodeUnknownEither(JobMeta, { onExcessProperty: "preserve" })(input)
+  const result = decodeJobMetaEither(input)
   return Either.match(result, {
     onLeft: (error) =>
       Effect.fail(new InvalidJobMeta({ jobId, issues: ParseResult.TreeFormatter.formatErrorSync(error) })),
