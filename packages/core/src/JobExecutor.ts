@@ -56,12 +56,12 @@ import type { InstanceInUse, InvalidJobId, RequestError } from "./Errors.js"
 import type { HandlerOption, JobExecutorOptions } from "./ExecutorOptions.js"
 import { decodeClientInfo, decodeJobId } from "./JobId.js"
 import type { ClientInfo, JobId } from "./JobId.js"
-import type { JobExit, JobHandle, LaunchRequest, RecoveredJob } from "./JobLauncher.js"
+import type { ChannelInfo, JobExit, JobHandle, LaunchRequest, RecoveredJob } from "./JobLauncher.js"
 import { resolveCommand } from "./JobLauncher.js"
 import { decodeJobMeta, launcherSpecFor, mergeWithDeployed, resourceSpecFor } from "./JobMeta.js"
 import type { JobMeta } from "./JobMeta.js"
 import * as Message from "./Message.js"
-import { openJobChannel } from "./protocol/ChannelServer.js"
+import { bindJobChannel, openJobChannel } from "./protocol/ChannelServer.js"
 import type { ChannelRequest, IncomingRequest, JobChannel } from "./protocol/ChannelServer.js"
 import type { Allocation, ResourceManager } from "./ResourceManager.js"
 import { adapt, gpuIdsOf } from "./ResourceManager.js"
@@ -381,11 +381,13 @@ export const makeJobExecutor = (
       })
 
     // ---- one job's life -------------------------------------------------------------------
-    const jobLife = (entry: Entry, build: (channel: JobChannel) => LaunchRequest, channelDir: string, token: string) =>
+    const jobLife = (entry: Entry, build: (channel: ChannelInfo) => LaunchRequest, channelDir: string, token: string) =>
       Effect.gen(function* () {
         const launchPhase = Effect.gen(function* () {
           if (entry.rcFile) removeRcFile(entry.rcFile)
-          const channel = yield* openJobChannel({
+          // the socket listens before the launch; the rest of the channel's set-up runs
+          // after it, while the job starts (a connection that comes first waits for it)
+          const bound = yield* bindJobChannel({
             jobId: entry.jobId,
             token,
             dir: channelDir,
@@ -394,8 +396,8 @@ export const makeJobExecutor = (
             onRequest: onRequest(entry),
             ...(runAs ? { owner: runAs } : {})
           }).pipe(Scope.extend(entry.jobScope))
-          entry.channel = channel
-          const handle = yield* launcher.launch(build(channel)).pipe(Scope.extend(entry.jobScope))
+          const handle = yield* launcher.launch(build(bound.info)).pipe(Scope.extend(entry.jobScope))
+          entry.channel = yield* bound.serve.pipe(Scope.extend(entry.jobScope))
           return handle
         })
         const launchFiber = yield* Effect.fork(launchPhase)
@@ -533,7 +535,7 @@ export const makeJobExecutor = (
         })
         const token = crypto.randomBytes(32).toString("base64url")
         const channelDir = newChannelDir()
-        const build = (channel: JobChannel): LaunchRequest => ({
+        const build = (channel: ChannelInfo): LaunchRequest => ({
           jobId,
           client: jobClient,
           site,
@@ -549,7 +551,7 @@ export const makeJobExecutor = (
             inherit: options.inheritEnv ?? [],
             site: options.env ?? {},
             flexec: {
-              FLEXEC_PARENT_URL: channel.info.url,
+              FLEXEC_PARENT_URL: channel.url,
               FLEXEC_CHANNEL_TOKEN: token,
               FLEXEC_JOB_ID: jobId,
               FLEXEC_CLIENT_NAME: site,
@@ -564,7 +566,7 @@ export const makeJobExecutor = (
               FLEXEC_JOB_SSID: jobClient.ssid
             }
           }),
-          channel: channel.info,
+          channel,
           set,
           labels: { ...options.labels },
           killTimeout,

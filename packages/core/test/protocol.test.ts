@@ -24,7 +24,7 @@ import {
 import * as Message from "../src/Message.js"
 import type { Payload } from "../src/Message.js"
 import { duplexPair } from "../src/internal/duplexPair.js"
-import { openJobChannel } from "../src/protocol/ChannelServer.js"
+import { bindJobChannel, openJobChannel } from "../src/protocol/ChannelServer.js"
 import { makeFramedStream } from "../src/protocol/Connection.js"
 import type { JobChannel, JobChannelOptions, RequestHandler } from "../src/protocol/ChannelServer.js"
 
@@ -287,6 +287,30 @@ describe("openJobChannel: directory and socket", () => {
       yield* Scope.close(scope, Exit.void)
       const alive = yield* supervisor.value
       expect(alive.length).toBe(0)
+    })
+  )
+})
+
+describe("bindJobChannel", () => {
+  it.scopedLive("listens before serving: workers that connect and say hello first are answered once serve runs", () =>
+    Effect.gen(function* () {
+      const bound = yield* bindJobChannel({ jobId: JOB, token: TOKEN, dir: nextDir(), onRequest: () => Option.none() })
+      expect(fs.statSync(bound.info.socketPath).isSocket()).toBe(true)
+      const overSocket = yield* connect(bound.info.socketPath)
+      const inProc = new RawPeer(bound.info.connectInProcess())
+      overSocket.send({ kind: "hello", version: 1, jobId: JOB, token: TOKEN })
+      inProc.send({ kind: "hello", version: 1, jobId: JOB, token: TOKEN })
+      // nothing answers yet: the hellos wait for serve
+      const early = yield* Effect.exit(promise(() => overSocket.next(100)))
+      expect(Exit.isFailure(early)).toBe(true)
+      const channel = yield* bound.serve
+      // the first one in is served, the second refused (one live connection per job)
+      expect((yield* promise(() => overSocket.next())).type === "frame").toBe(true)
+      expect(yield* promise(() => inProc.waitClosed())).toBe(true)
+      yield* channel.awaitConnected
+      const fiber = yield* Effect.fork(request(channel, "after serve"))
+      yield* answer(overSocket, "ok", "yes")
+      expect((yield* Fiber.join(fiber)).payload).toBe("yes")
     })
   )
 })

@@ -164,20 +164,35 @@ const removeDir = (dir: string) =>
     Effect.catchAll((error) => Effect.logWarning(`could not remove the channel directory ${dir}: ${describe(error)}`))
   )
 
-/** Listens on `socketPath`; every accepted socket goes to `onSocket`. */
+/**
+ * Listens on `socketPath`; every accepted socket goes to `onSocket`. A unix
+ * socket binds and listens synchronously: the common case takes no turn of the
+ * event loop; a failure is reported by Node on the next tick, and waited for.
+ */
 const listen = (jobId: string, socketPath: string, onSocket: (socket: net.Socket) => void) =>
-  Effect.async<net.Server, LaunchFailed>((resume) => {
+  Effect.suspend(() => {
     const server = net.createServer({ allowHalfOpen: false })
+    let failure: Error | undefined
+    let failed: ((error: Error) => void) | undefined
     const onError = (error: Error) => {
-      server.close()
-      resume(Effect.fail(launchFailed(jobId, `cannot listen on ${socketPath}: ${describe(error)}`, error)))
+      failure = error
+      failed?.(error)
     }
     server.on("connection", onSocket)
     server.once("error", onError)
-    server.listen(socketPath, () => {
+    server.listen(socketPath)
+    const refused = (error: Error) => {
+      server.close()
+      return launchFailed(jobId, `cannot listen on ${socketPath}: ${describe(error)}`, error)
+    }
+    if (server.listening) {
       server.off("error", onError)
       server.on("error", () => {})
-      resume(Effect.succeed(server))
+      return Effect.succeed(server)
+    }
+    return Effect.async<net.Server, LaunchFailed>((resume) => {
+      if (failure !== undefined) return resume(Effect.fail(refused(failure)))
+      failed = (error) => resume(Effect.fail(refused(error)))
     })
   })
 
@@ -187,6 +202,17 @@ const closeServer = (server: net.Server, sockets: Set<net.Socket>) =>
     for (const socket of sockets) socket.destroy()
     sockets.clear()
   }).pipe(Effect.timeoutOption(Duration.seconds(5)), Effect.asVoid)
+
+/** A job's channel whose socket already listens, before it serves (see `bindJobChannel`). */
+export interface BoundJobChannel {
+  /** Where and how the job connects. */
+  readonly info: ChannelInfo
+  /**
+   * Starts serving, in the given scope: the connections accepted so far, and
+   * every later one, get the handshake. Call it once.
+   */
+  readonly serve: Effect.Effect<JobChannel, never, Scope.Scope>
+}
 
 /**
  * Opens a job's channel in the given scope: creates `options.dir` (0700; it must
@@ -203,6 +229,15 @@ const closeServer = (server: net.Server, sockets: Set<net.Socket>) =>
  * directory exists or cannot be made or chowned, or the socket cannot listen.
  */
 export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobChannel, LaunchFailed, Scope.Scope> =>
+  Effect.flatMap(bindJobChannel(options), (bound) => bound.serve)
+
+/**
+ * The first half of `openJobChannel`: creates the directory and listens, in the
+ * given scope. Connections that come before `serve` wait for it (at most as
+ * many as may wait for their hello). A backend can then be launched before the
+ * rest of the channel's set-up, which runs while the job starts.
+ */
+export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJobChannel, LaunchFailed, Scope.Scope> =>
   Effect.gen(function* () {
     const { dir, jobId, onRequest, owner } = options
     const socketName = options.socketName ?? DEFAULT_SOCKET_NAME
@@ -227,131 +262,33 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
 
     yield* Effect.acquireRelease(makePrivateDir(jobId, dir, owner, options.reuseDir === true, options.socketName ?? "ch.sock"), () => removeDir(dir))
 
-    const live = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
-    /** The live connection as a plain value, for the request path (kept equal to `live`). */
-    let liveNow: Connection | undefined
-    /** Set from a valid hello until that connection is gone. */
-    let claimed = false
-    let closing = false
-    const run = yield* FiberSet.makeRuntime<never, void, never>()
-    // runs before the connections are interrupted: refuse new ones from here on
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        closing = true
-      })
-    )
-
-    const handshake = (stream: Duplex, helloDone: () => void) =>
-      Effect.gen(function* () {
-        let problem: string | undefined = "no hello"
-        const framed = yield* makeFramedStream(stream, {
-          maxFrameBytes,
-          firstFrame: {
-            // a hello is a header and nothing else
-            maxFrameBytes: Math.min(maxFrameBytes, 4 + codec.MAX_HEADER_BYTES),
-            accept: (event) => {
-              problem = helloProblem(event, jobId, tokenDigest)
-              return problem === undefined
-            }
-          }
-        })
-        // the hello timeout: a plain timer that closes the stream (`next` then ends)
-        // under the live clock, an Effect timeout under another one
-        const clock = yield* Effect.clock
-        let timedOut = false
-        const first = plainTimerFor(clock, Duration.toMillis(helloTimeout))
-          ? yield* Effect.suspend(() => {
-              const timer = setTimeout(() => {
-                timedOut = true
-                stream.destroy()
-              }, Duration.toMillis(helloTimeout))
-              return framed.next.pipe(
-                Effect.ensuring(Effect.sync(() => clearTimeout(timer))),
-                Effect.map((event) => (timedOut ? Option.none() : Option.some(event)))
-              )
-            })
-          : yield* framed.next.pipe(Effect.timeoutOption(helloTimeout))
-        helloDone()
-        if (Option.isNone(first)) {
-          return yield* Effect.logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)
-        }
-        if (Option.isNone(first.value)) return yield* Effect.logDebug("a connection closed before its hello")
-        if (problem !== undefined) return yield* Effect.logWarning(`refused a connection: ${problem}`)
-        const admitted = yield* Effect.sync(() => {
-          if (claimed || closing) return false
-          claimed = true
-          return true
-        })
-        if (!admitted) return yield* Effect.logWarning("refused a second connection while one is live")
-        const mine: { connection: Connection | undefined } = { connection: undefined }
-        // registered first, so it runs last: the slot frees (and `isConnected`
-        // turns false) only once the connection has fully shut down
-        yield* Effect.addFinalizer(() =>
-          Effect.zipRight(
-            SubscriptionRef.update(live, (current) => {
-              if (Option.isSome(current) && current.value === mine.connection) {
-                liveNow = undefined
-                return Option.none()
-              }
-              return current
-            }),
-            Effect.sync(() => {
-              claimed = false
-            })
-          )
-        )
-        const helloOk = Frame.encodeHeaderFrame(
-          { kind: "hello_ok", version: codec.PROTOCOL_VERSION, maxFrame: maxFrameBytes },
-          undefined,
-          maxFrameBytes
-        )
-        if (Either.isLeft(helloOk) || !(yield* framed.write(helloOk.right.chunks))) return
-        const connection = yield* makeConnection(framed, {
-          jobId,
-          maxFrameBytes,
-          onRequest,
-          ...(options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: options.maxConcurrentRequests } : {})
-        })
-        mine.connection = connection
-        yield* SubscriptionRef.update(live, () => {
-          liveNow = connection
-          return Option.some(connection)
-        })
-        yield* Effect.logDebug("worker connected")
-        yield* connection.closed
-        yield* Effect.logDebug("worker disconnected")
-      }).pipe(Effect.scoped, Effect.annotateLogs({ jobId }))
-
-    // Connections that have not said hello yet hold a socket and up to a
-    // hello-sized buffer each: cap them, so a job flooding its own socket with
-    // idle connections cannot make the parent allocate without bound.
-    let handshaking = 0
-    const accept = (stream: Duplex): void => {
-      if (closing || handshaking >= MAX_PENDING_HELLOS) {
+    // Until `serve`, accepted streams wait here (as many as may wait for a hello).
+    let serving: ((stream: Duplex) => void) | undefined
+    let unbound = false
+    const waiting: Array<Duplex> = []
+    const onStream = (stream: Duplex): void => {
+      if (serving !== undefined) return serving(stream)
+      if (unbound || waiting.length >= MAX_PENDING_HELLOS) {
         stream.destroy()
         return
       }
-      handshaking++
-      let counted = true
-      const release = () => {
-        if (counted) {
-          counted = false
-          handshaking--
-        }
-      }
-      run(handshake(stream, release).pipe(Effect.ensuring(Effect.sync(release))))
+      waiting.push(stream)
     }
-
+    yield* Effect.addFinalizer(() =>
+      Effect.sync(() => {
+        unbound = true
+        for (const stream of waiting.splice(0)) stream.destroy()
+      })
+    )
     const sockets = new Set<net.Socket>()
-    const server = yield* Effect.acquireRelease(
+    yield* Effect.acquireRelease(
       listen(jobId, socketPath, (socket) => {
         sockets.add(socket)
         socket.once("close", () => sockets.delete(socket))
-        accept(socket)
+        onStream(socket)
       }),
       (server) => closeServer(server, sockets)
     )
-    void server
     yield* Effect.try({
       try: () => {
         fs.chmodSync(socketPath, 0o600)
@@ -368,19 +305,140 @@ export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobCha
       token: options.token,
       connectInProcess: () => {
         const [job, parent] = duplexPair()
-        accept(parent)
+        onStream(parent)
         return job
       }
     }
 
-    const current = SubscriptionRef.get(live)
-    return {
-      info,
-      request: (request) =>
-        Effect.suspend(() => (liveNow !== undefined ? liveNow.request(request) : Effect.fail(new TargetUnreachable({ jobId })))),
-      isConnected: Effect.map(current, Option.isSome),
-      awaitConnected: live.changes.pipe(Stream.filter(Option.isSome), Stream.take(1), Stream.runDrain),
-      disconnect: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.close : Effect.void)),
-      pendingRequests: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.pending : Effect.succeed(0)))
-    } satisfies JobChannel
+    const serve = Effect.gen(function* () {
+      const live = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
+      /** The live connection as a plain value, for the request path (kept equal to `live`). */
+      let liveNow: Connection | undefined
+      /** Set from a valid hello until that connection is gone. */
+      let claimed = false
+      let closing = false
+      const run = yield* FiberSet.makeRuntime<never, void, never>()
+      // runs before the connections are interrupted: refuse new ones from here on
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          closing = true
+        })
+      )
+
+      const handshake = (stream: Duplex, helloDone: () => void) =>
+        Effect.gen(function* () {
+          let problem: string | undefined = "no hello"
+          const framed = yield* makeFramedStream(stream, {
+            maxFrameBytes,
+            firstFrame: {
+              // a hello is a header and nothing else
+              maxFrameBytes: Math.min(maxFrameBytes, 4 + codec.MAX_HEADER_BYTES),
+              accept: (event) => {
+                problem = helloProblem(event, jobId, tokenDigest)
+                return problem === undefined
+              }
+            }
+          })
+          // the hello timeout: a plain timer that closes the stream (`next` then ends)
+          // under the live clock, an Effect timeout under another one
+          const clock = yield* Effect.clock
+          let timedOut = false
+          const first = plainTimerFor(clock, Duration.toMillis(helloTimeout))
+            ? yield* Effect.suspend(() => {
+                const timer = setTimeout(() => {
+                  timedOut = true
+                  stream.destroy()
+                }, Duration.toMillis(helloTimeout))
+                return framed.next.pipe(
+                  Effect.ensuring(Effect.sync(() => clearTimeout(timer))),
+                  Effect.map((event) => (timedOut ? Option.none() : Option.some(event)))
+                )
+              })
+            : yield* framed.next.pipe(Effect.timeoutOption(helloTimeout))
+          helloDone()
+          if (Option.isNone(first)) {
+            return yield* Effect.logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)
+          }
+          if (Option.isNone(first.value)) return yield* Effect.logDebug("a connection closed before its hello")
+          if (problem !== undefined) return yield* Effect.logWarning(`refused a connection: ${problem}`)
+          const admitted = yield* Effect.sync(() => {
+            if (claimed || closing) return false
+            claimed = true
+            return true
+          })
+          if (!admitted) return yield* Effect.logWarning("refused a second connection while one is live")
+          const mine: { connection: Connection | undefined } = { connection: undefined }
+          // registered first, so it runs last: the slot frees (and `isConnected`
+          // turns false) only once the connection has fully shut down
+          yield* Effect.addFinalizer(() =>
+            Effect.zipRight(
+              SubscriptionRef.update(live, (current) => {
+                if (Option.isSome(current) && current.value === mine.connection) {
+                  liveNow = undefined
+                  return Option.none()
+                }
+                return current
+              }),
+              Effect.sync(() => {
+                claimed = false
+              })
+            )
+          )
+          const helloOk = Frame.encodeHeaderFrame(
+            { kind: "hello_ok", version: codec.PROTOCOL_VERSION, maxFrame: maxFrameBytes },
+            undefined,
+            maxFrameBytes
+          )
+          if (Either.isLeft(helloOk) || !(yield* framed.write(helloOk.right.chunks))) return
+          const connection = yield* makeConnection(framed, {
+            jobId,
+            maxFrameBytes,
+            onRequest,
+            ...(options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: options.maxConcurrentRequests } : {})
+          })
+          mine.connection = connection
+          yield* SubscriptionRef.update(live, () => {
+            liveNow = connection
+            return Option.some(connection)
+          })
+          yield* Effect.logDebug("worker connected")
+          yield* connection.closed
+          yield* Effect.logDebug("worker disconnected")
+        }).pipe(Effect.scoped, Effect.annotateLogs({ jobId }))
+
+      // Connections that have not said hello yet hold a socket and up to a
+      // hello-sized buffer each: cap them, so a job flooding its own socket with
+      // idle connections cannot make the parent allocate without bound.
+      let handshaking = 0
+      const accept = (stream: Duplex): void => {
+        if (closing || handshaking >= MAX_PENDING_HELLOS) {
+          stream.destroy()
+          return
+        }
+        handshaking++
+        let counted = true
+        const release = () => {
+          if (counted) {
+            counted = false
+            handshaking--
+          }
+        }
+        run(handshake(stream, release).pipe(Effect.ensuring(Effect.sync(release))))
+      }
+
+      serving = accept
+      for (const stream of waiting.splice(0)) accept(stream)
+
+      const current = SubscriptionRef.get(live)
+      return {
+        info,
+        request: (request) =>
+          Effect.suspend(() => (liveNow !== undefined ? liveNow.request(request) : Effect.fail(new TargetUnreachable({ jobId })))),
+        isConnected: Effect.map(current, Option.isSome),
+        awaitConnected: live.changes.pipe(Stream.filter(Option.isSome), Stream.take(1), Stream.runDrain),
+        disconnect: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.close : Effect.void)),
+        pendingRequests: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.pending : Effect.succeed(0)))
+      } satisfies JobChannel
+    })
+    return { info, serve } satisfies BoundJobChannel
   })
