@@ -208,3 +208,48 @@ export const jsonPayloadOf = (n) => {
 export const MiB = 1024 * 1024
 export const fmtMs = (x) => (Number.isFinite(x) ? (x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2)) : "–")
 export const fmtUs = (ms) => (Number.isFinite(ms) ? `${(ms * 1000).toFixed(ms < 0.01 ? 2 : 0)} µs` : "–")
+
+/**
+ * Runs `a` and `b` `warm` times each, then `n` times each interleaved (A B, then
+ * B A: neither side always goes first); returns the values each returned, in order.
+ */
+export const interleaved = async ({ warm, n }, a, b) => {
+  for (let i = 0; i < warm; i++) {
+    await a()
+    await b()
+  }
+  const A = []
+  const B = []
+  for (let i = 0; i < n; i++) {
+    if (i % 2 === 0) {
+      A.push(await a())
+      B.push(await b())
+    } else {
+      B.push(await b())
+      A.push(await a())
+    }
+  }
+  return { A, B }
+}
+
+/**
+ * One timed job start through a Promise executor: deploys `<prefix>-<k>` in
+ * `workspace`, returns ms from `startApp` to Started as the pump saw it, then
+ * aborts the job, waits for Completed and removes its directory.
+ */
+export const timedStart = (executor, pump, workspace, prefix) => {
+  let seq = 0
+  return async () => {
+    const jobId = `${prefix}-${++seq}`
+    deployJob(workspace, jobId)
+    const t0 = now()
+    await executor.startApp({ jobId, args: { workspace } })
+    const { at } = await pump.started(jobId)
+    const dt = at - t0
+    await executor.abortApp(jobId)
+    await pump.waitFor(jobId, "Completed")
+    pump.forget(jobId)
+    fs.rmSync(path.join(workspace, jobId), { recursive: true, force: true })
+    return dt
+  }
+}

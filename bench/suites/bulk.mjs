@@ -5,7 +5,7 @@
 // copied on the receive path: the worker sees a view into its one read buffer
 // (byteOffset > 0), and so does the parent for a 1 MiB echo reply.
 import { randomFillSync } from "node:crypto"
-import { fmtMs, gc, median, MiB, now, rssSampler } from "../lib/common.mjs"
+import { fmtMs, gc, interleaved, median, MiB, now, rssSampler } from "../lib/common.mjs"
 import { row } from "../lib/row.mjs"
 import { startEchoPair } from "./rtt.mjs"
 
@@ -40,30 +40,22 @@ export async function run({ quick, log }) {
         if (reply.readDoubleBE(0) !== size) throw new Error("bad raw sink reply")
         return dt
       }
+      const rssA = []
+      const rssB = []
+      // each measured run also records the parent's RSS growth during it
+      const measured = (f, rss) => async () => {
+        if (size >= 64 * MiB) gc()
+        const before = process.memoryUsage.rss()
+        const sampler = rssSampler(1)
+        const dt = await f()
+        rss.push(sampler.stop() - before)
+        return dt
+      }
       for (let i = 0; i < warm; i++) {
         await flexecOnce()
         await rawOnce()
       }
-      const A = []
-      const B = []
-      const rssA = []
-      const rssB = []
-      const measured = async (f, into, rss) => {
-        if (size >= 64 * MiB) gc()
-        const before = process.memoryUsage.rss()
-        const sampler = rssSampler(1)
-        into.push(await f())
-        rss.push(sampler.stop() - before)
-      }
-      for (let i = 0; i < n; i++) {
-        if (i % 2 === 0) {
-          await measured(flexecOnce, A, rssA)
-          await measured(rawOnce, B, rssB)
-        } else {
-          await measured(rawOnce, B, rssB)
-          await measured(flexecOnce, A, rssA)
-        }
-      }
+      const { A, B } = await interleaved({ warm: 0, n }, measured(flexecOnce, rssA), measured(rawOnce, rssB))
       const label = size >= MiB ? `${size / MiB} MiB` : `${size} B`
       const fa = mbps(size, median(A))
       const fb = mbps(size, median(B))

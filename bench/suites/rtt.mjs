@@ -8,7 +8,7 @@ import * as path from "node:path"
 import { ClientExecutor } from "@flexec/core"
 import { createProcessExecutor, ProcessJobExecutor } from "@flexec/executor-process"
 import { Effect, ManagedRuntime, Stream } from "effect"
-import { deployJob, eventPump, fmtUs, jsonPayloadOf, median, now, pct, rawProtoPath, rawServer, site, tempDir } from "../lib/common.mjs"
+import { deployJob, eventPump, fmtUs, interleaved, jsonPayloadOf, median, now, pct, rawProtoPath, rawServer, site, tempDir } from "../lib/common.mjs"
 import { row } from "../lib/row.mjs"
 
 export const name = "rtt"
@@ -147,26 +147,11 @@ const measurePromise = async ({ warm, n, payload, rawPayload }) => {
     if (reply.length !== rawPayload.length) throw new Error("bad raw echo")
     return dt
   }
-  const A = []
-  const B = []
   try {
-    for (let i = 0; i < warm; i++) {
-      await flexecOnce()
-      await rawOnce()
-    }
-    for (let i = 0; i < n; i++) {
-      if (i % 2 === 0) {
-        A.push(await flexecOnce())
-        B.push(await rawOnce())
-      } else {
-        B.push(await rawOnce())
-        A.push(await flexecOnce())
-      }
-    }
+    return await interleaved({ warm, n }, flexecOnce, rawOnce)
   } finally {
     await pair.close()
   }
-  return { A, B }
 }
 
 export async function run({ quick, log }) {

@@ -9,7 +9,7 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import { createDockerExecutor } from "@flexec/executor-docker"
-import { deployJob, eventPump, fmtMs, median, now, pct, rawServer, site, tempDir, workersDir } from "../lib/common.mjs"
+import { eventPump, fmtMs, median, now, pct, rawServer, site, tempDir, timedStart, workersDir } from "../lib/common.mjs"
 import { row } from "../lib/row.mjs"
 
 export const name = "start-docker"
@@ -64,20 +64,7 @@ export async function run({ quick, log }) {
     killTimeoutMs: 1000
   })
   const pump = eventPump(executor)
-  let seq = 0
-  const flexecOnce = async () => {
-    const jobId = `sd-${++seq}`
-    deployJob(workspace, jobId)
-    const t0 = now()
-    await executor.startApp({ jobId, args: { workspace } })
-    const { at } = await pump.started(jobId)
-    const dt = at - t0
-    await executor.abortApp(jobId)
-    await pump.waitFor(jobId, "Completed")
-    pump.forget(jobId)
-    fs.rmSync(path.join(workspace, jobId), { recursive: true, force: true })
-    return dt
-  }
+  const flexecOnce = timedStart(executor, pump, workspace, "sd")
   const rawApiOnce = async () => {
     const name = `fxbench-raw-${process.pid}-${++seq}`
     const t0 = now()

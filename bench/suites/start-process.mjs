@@ -7,7 +7,7 @@ import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { createProcessExecutor } from "@flexec/executor-process"
-import { deployJob, eventPump, fmtMs, jobLikeEnv, median, now, pct, rawServer, site, tempDir, workersDir } from "../lib/common.mjs"
+import { eventPump, fmtMs, interleaved, jobLikeEnv, median, now, pct, rawServer, site, tempDir, timedStart, workersDir } from "../lib/common.mjs"
 import { row } from "../lib/row.mjs"
 
 export const name = "start-process"
@@ -22,20 +22,7 @@ export async function run({ quick, log }) {
   const executor = await createProcessExecutor({ client: { clientName: site }, instanceId: `bench-sp-${process.pid}`, graceMs: 2000, killTimeoutMs: 1000 })
   const pump = eventPump(executor)
   const rawEnv = jobLikeEnv({ BENCH_SOCK: sock })
-  let seq = 0
-  const flexecOnce = async () => {
-    const jobId = `sp-${++seq}`
-    deployJob(workspace, jobId)
-    const t0 = now()
-    await executor.startApp({ jobId, args: { workspace } })
-    const { at } = await pump.started(jobId)
-    const dt = at - t0
-    await executor.abortApp(jobId)
-    await pump.waitFor(jobId, "Completed")
-    pump.forget(jobId)
-    fs.rmSync(path.join(workspace, jobId), { recursive: true, force: true })
-    return dt
-  }
+  const flexecOnce = timedStart(executor, pump, workspace, "sp")
   const rawOnce = async () => {
     const t0 = now()
     const child = spawn(process.execPath, [path.join(workersDir, "raw-hello.cjs")], {
@@ -53,23 +40,9 @@ export async function run({ quick, log }) {
     await exited
     return dt
   }
-  const A = []
-  const B = []
+  let A, B
   try {
-    for (let i = 0; i < warm; i++) {
-      await flexecOnce()
-      await rawOnce()
-    }
-    for (let i = 0; i < n; i++) {
-      // A B, then B A: interleaved, and neither side always goes first
-      if (i % 2 === 0) {
-        A.push(await flexecOnce())
-        B.push(await rawOnce())
-      } else {
-        B.push(await rawOnce())
-        A.push(await flexecOnce())
-      }
-    }
+    ;({ A, B } = await interleaved({ warm, n }, flexecOnce, rawOnce))
   } finally {
     pump.stop()
     await executor.close()

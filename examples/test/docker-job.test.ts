@@ -43,7 +43,7 @@ const runExample = async (image: string, instanceId: string) => {
   expect(await containersOf(instanceId)).toBe(0) // removed once the outcome was read
 }
 
-describe.skipIf(!ready)("examples/docker-job", () => {
+describe.skipIf(!ready)("examples/docker-job [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   const built = `flexec-hello:example-${run}`
   afterAll(() => {
     spawnSync("docker", ["rmi", "-f", built], { stdio: "ignore" })

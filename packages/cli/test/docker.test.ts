@@ -19,7 +19,7 @@ const ready = engineReady({
   how: "start one with `bash scripts/docker-up.sh && bash scripts/build-test-image.sh`"
 })
 
-describe.skipIf(!ready)("flexec run --backend docker", () => {
+describe.skipIf(!ready)("flexec run --backend docker [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   it("runs examples/hello-job in a container: the job's log and return code 0", async () => {
     const { code, stdout, stderr } = await runCli(["run", helloJob, "--backend", "docker", "--image", image], 120_000)
     expect(stderr).toBe("")

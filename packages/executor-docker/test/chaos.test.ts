@@ -13,8 +13,8 @@ import { makeJobExecutor } from "@flexec/core"
 import { Effect } from "effect"
 import { execFile } from "node:child_process"
 import { afterAll, describe, expect, it } from "vitest"
-import { runChaos } from "../../executor-process/test/support/chaos-harness.js"
-import type { ChaosBackend, FaultKind } from "../../executor-process/test/support/chaos-harness.js"
+import { allFaultKinds, runChaos } from "../../executor-process/test/support/chaos-harness.js"
+import type { ChaosBackend } from "../../executor-process/test/support/chaos-harness.js"
 import { makeDockerClient } from "../src/DockerClient.js"
 import { makeDockerLauncher } from "../src/index.js"
 import { cleanupRoots, dockerReady, removeRunContainers, runLabels, socketPath, testImage, testUser } from "./helpers.js"
@@ -41,30 +41,9 @@ const docker = (...args: ReadonlyArray<string>) =>
     )
   })
 
-const kinds: ReadonlyArray<FaultKind> = [
-  "exit-code",
-  "crash-at-start",
-  "crash-later",
-  "write-rc",
-  "abort-ignored",
-  "abort-random",
-  "abort-during-launch",
-  "abort-races-exit",
-  "start-timeout",
-  "abort-while-starting",
-  "abort-task",
-  "huge-payload",
-  "concurrent-requests",
-  "kill-9",
-  "freeze",
-  "free-fails",
-  "free-hangs",
-  "refused"
-]
-
 const backend: ChaosBackend = {
   name: "docker",
-  kinds,
+  kinds: allFaultKinds,
   makeExecutor: (o) =>
     makeJobExecutor({
       client: { clientName: "site-1" },
@@ -91,7 +70,7 @@ const backend: ChaosBackend = {
   heapBoundBytes: 32 * 1024 * 1024
 }
 
-describe.skipIf(!ready)("chaos: docker backend", () => {
+describe.skipIf(!ready)("chaos: docker backend [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   it("jobs with random faults in containers: one Completed each with the table's code, freed once, no container left, heap bounded", async () => {
     const report = await Effect.runPromise(Effect.scoped(runChaos(backend, { defaultJobs: 40, concurrency: 6 })))
     expect(report.problems).toEqual([])

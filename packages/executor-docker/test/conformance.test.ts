@@ -47,7 +47,7 @@ const leftSocketDirs: Array<string> = []
 const runLabel = (runId: string) => ({ "flexec.test-run": runId })
 const containersOf = (runId: string) => Effect.runPromise(client.listByLabels(runLabel(runId)))
 
-describe.skipIf(!ready)("docker conformance", () => {
+describe.skipIf(!ready)("docker conformance [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   const common = conformanceSuite({
     name: "docker",
     makeLauncher: ({ runtimeDir }) =>

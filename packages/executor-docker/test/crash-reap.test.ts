@@ -91,7 +91,7 @@ const socketDirs = (runtimeDir: string) => {
   return fs.existsSync(ch) ? fs.readdirSync(ch) : []
 }
 
-describe.skipIf(!ready)("a parent SIGKILLed while its jobs run", () => {
+describe.skipIf(!ready)("a parent SIGKILLed while its jobs run [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   it("the next parent's recover() reaps every orphan of its instance and leaves another instance's jobs alone", async () => {
     const [a, b] = await Promise.all([startInstance("a", "long-task"), startInstance("b", "long-task")])
     await Promise.all([a.parent.started(60_000), b.parent.started(60_000)])

@@ -58,7 +58,7 @@ afterAll(async () => {
   cleanupRoots()
 })
 
-describe.skipIf(!ready)("the engine going away", () => {
+describe.skipIf(!ready)("the engine going away [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   it("a connection cut in the middle of the wait is BackendUnavailable from wait, not an exit", async () => {
     const root = makeRoot()
     const socket = await makeTestSocket(path.join(root, "ch"))

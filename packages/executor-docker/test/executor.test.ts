@@ -3,6 +3,7 @@ import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { createDockerExecutor } from "../src/index.js"
 import { cleanupRoots, dockerReady, makeRoot, removeRunContainers, runId, runLabels, socketPath, testImage, testUser } from "./helpers.js"
+import { waitForStarted, waitUntil } from "@flexec/testing"
 
 const ready = dockerReady("executor.test.ts")
 
@@ -11,7 +12,7 @@ afterAll(async () => {
   cleanupRoots()
 })
 
-describe.skipIf(!ready)("createDockerExecutor", () => {
+describe.skipIf(!ready)("createDockerExecutor [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   it("runs deployed jobs in containers through the engine: Started, a reply, Aborted; and Success", async () => {
     const root = makeRoot()
     const workspace = path.join(root, "ws")
@@ -46,16 +47,9 @@ describe.skipIf(!ready)("createDockerExecutor", () => {
     })
     try {
       await executor.startApp({ jobId: "job-e2e", args: { workspace } })
-      const deadline = Date.now() + 30_000
-      while ((await executor.getStatus("job-e2e")) !== 2) {
-        if (Date.now() > deadline) throw new Error("the job never reported Started")
-        await new Promise((r) => setTimeout(r, 50))
-      }
+      await waitForStarted(executor, "job-e2e", 30_000)
       // Started comes just before `run`; its stats follow.
-      while (!("progress" in (await executor.getRunInfo("job-e2e")))) {
-        if (Date.now() > deadline) throw new Error("the job never set its stats")
-        await new Promise((r) => setTimeout(r, 50))
-      }
+      await waitUntil("the job's stats", async () => ("progress" in (await executor.getRunInfo("job-e2e")) ? true : undefined), 30_000, 50)
       expect(await executor.getRunInfo("job-e2e")).toMatchObject({ progress: { step: 1 } })
       await executor.abortApp("job-e2e")
       const outcome = await executor.awaitCompletion("job-e2e")

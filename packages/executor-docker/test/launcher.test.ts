@@ -82,7 +82,7 @@ afterAll(async () => {
   cleanupRoots()
 })
 
-describe.skipIf(!ready)("DockerJobLauncher against a real engine", () => {
+describe.skipIf(!ready)("DockerJobLauncher against a real engine [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   it("runs the job hardened, with its dirs and socket mounted, and keeps its exit code, logs and log file", async () => {
     const root = makeRoot()
     const socket = await makeTestSocket(path.join(root, "ch"))

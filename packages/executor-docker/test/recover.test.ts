@@ -24,7 +24,7 @@ afterAll(async () => {
   cleanupRoots()
 })
 
-describe.skipIf(!ready)("recover", () => {
+describe.skipIf(!ready)("recover [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   it("finds only this instance's containers, with their channel token and dir, and reaps them", async () => {
     const launcher = () => makeDockerLauncher({ image: testImage, docker: { socketPath }, containerUser: testUser })
     const mine = `test-${runId}-rec`

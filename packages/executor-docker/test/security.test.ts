@@ -17,6 +17,7 @@ import { afterAll, describe, expect, it } from "vitest"
 import { containerBody, createDockerExecutor, jobSpecKeys, makeDockerLauncher } from "../src/index.js"
 import { checkJobSpec } from "../src/internal/spec.js"
 import { cleanupRoots, dockerReady, makeRequest, makeRoot, removeRunContainers, runId, runLabels, socketPath, testImage, testUser } from "./helpers.js"
+import { waitForStarted, waitUntil } from "@flexec/testing"
 
 const LONG = process.env.FLEXEC_FUZZ_LONG === "1"
 const counts = { cases: 0, faults: 0, passed: 0, refused: 0, leaks: 0 }
@@ -194,7 +195,7 @@ runJob({
 
 const ready = dockerReady("security.test.ts")
 
-describe.skipIf(!ready)("security: Docker jobs on the real engine", () => {
+describe.skipIf(!ready)("security: Docker jobs on the real engine [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
   it("a container sees only its own socket dir and job dir, gets no privilege, and credentials show only in its environment", async () => {
     const root = makeRoot()
     const workspace = path.join(root, "ws")
@@ -233,15 +234,8 @@ describe.skipIf(!ready)("security: Docker jobs on the real engine", () => {
         uid: number
       }
       const probeOf = async (jobId: string): Promise<Probe> => {
-        const deadline = Date.now() + 60_000
-        for (;;) {
-          if ((await executor.getStatus(jobId)) === 2) {
-            const info = (await executor.getRunInfo(jobId)) as { probe?: Probe }
-            if (info.probe) return info.probe
-          }
-          if (Date.now() > deadline) throw new Error(`${jobId}: no probe`)
-          await new Promise((r) => setTimeout(r, 50))
-        }
+        await waitForStarted(executor, jobId, 60_000)
+        return waitUntil(`${jobId}'s probe`, async () => ((await executor.getRunInfo(jobId)) as { probe?: Probe }).probe, 60_000, 50)
       }
       const a = await probeOf("job-a")
       await probeOf("job-b")

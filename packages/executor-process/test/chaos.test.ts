@@ -17,8 +17,8 @@ import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { ProcessJobExecutor } from "../src/index.js"
-import { runChaos } from "./support/chaos-harness.js"
-import type { ChaosBackend, FaultKind } from "./support/chaos-harness.js"
+import { allFaultKinds, runChaos } from "./support/chaos-harness.js"
+import type { ChaosBackend } from "./support/chaos-harness.js"
 
 const pidOf = (jobId: string, runtimeDir: string) =>
   Effect.try({
@@ -31,30 +31,9 @@ const signal = (sig: NodeJS.Signals, group: boolean) => (jobId: string, runtimeD
     Effect.try({ try: () => void process.kill(group ? -pgid : pid, sig), catch: (e) => new Error(`${sig} to ${jobId}: ${String(e)}`) })
   )
 
-const allKinds: ReadonlyArray<FaultKind> = [
-  "exit-code",
-  "crash-at-start",
-  "crash-later",
-  "write-rc",
-  "abort-ignored",
-  "abort-random",
-  "abort-during-launch",
-  "abort-races-exit",
-  "start-timeout",
-  "abort-while-starting",
-  "abort-task",
-  "huge-payload",
-  "concurrent-requests",
-  "kill-9",
-  "freeze",
-  "free-fails",
-  "free-hangs",
-  "refused"
-]
-
 const backend: ChaosBackend = {
   name: "process",
-  kinds: allKinds,
+  kinds: allFaultKinds,
   makeExecutor: (o) => ProcessJobExecutor.make({ client: { clientName: "site-1" }, ...o }),
   kill: signal("SIGKILL", false),
   freeze: signal("SIGSTOP", true),

@@ -4,6 +4,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { createProcessExecutor } from "../src/index.js"
 import { isDead } from "./helpers.js"
+import { waitForStarted } from "@flexec/testing"
 
 // Smoke tests of the wrappers through the engine (the engine-level suite lives elsewhere).
 
@@ -60,11 +61,7 @@ describe("createProcessExecutor", () => {
     })
     try {
       await executor.startApp({ jobId: "job-stuck", args: { workspace } })
-      const deadline = Date.now() + 10_000
-      while ((await executor.getStatus("job-stuck")) !== 2) {
-        if (Date.now() > deadline) throw new Error("the job did not start")
-        await new Promise((resolve) => setTimeout(resolve, 20))
-      }
+      await waitForStarted(executor, "job-stuck", 10_000)
       await executor.abortApp("job-stuck")
       const outcome = await executor.awaitCompletion("job-stuck")
       expect(outcome.returnCode).toBe(9)

@@ -9,7 +9,7 @@
  * pid, a foreign group and another instance; launch.test.ts planted log links.)
  */
 import { afterAll, afterEach, describe, expect, it } from "@effect/vitest"
-import { deployJob } from "@flexec/testing"
+import { deployJob, waitForStarted, waitUntil } from "@flexec/testing"
 import { Effect } from "effect"
 import { spawn, spawnSync } from "node:child_process"
 import type { ChildProcess } from "node:child_process"
@@ -133,13 +133,7 @@ const deployProbe = (workspace: string, jobId: string) => {
 
 type Executor = Awaited<ReturnType<typeof createProcessExecutor>>
 
-const waitStarted = async (executor: Executor, jobId: string) => {
-  const deadline = Date.now() + 15_000
-  while ((await executor.getStatus(jobId)) !== 2) {
-    if (Date.now() > deadline) throw new Error(`${jobId} did not start`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
+const waitStarted = (executor: Executor, jobId: string) => waitForStarted(executor, jobId, 15_000)
 
 interface Probe {
   readonly pid: number
@@ -148,15 +142,8 @@ interface Probe {
   readonly leftover: ReadonlyArray<string>
   readonly envHasSecret: boolean
 }
-const probeOf = async (executor: Executor, jobId: string): Promise<Probe> => {
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    const info = (await executor.getRunInfo(jobId)) as { probe?: Probe }
-    if (info.probe) return info.probe
-    if (Date.now() > deadline) throw new Error("no probe stats")
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
+const probeOf = (executor: Executor, jobId: string): Promise<Probe> =>
+  waitUntil("the probe's stats", async () => ((await executor.getRunInfo(jobId)) as { probe?: Probe }).probe, 10_000, 20)
 
 const ask = (executor: Executor, jobId: string, topic: string, payload: unknown) =>
   executor.sendToJob({ jobId, channel: "probe", topic, message: { headers: {}, payload: payload as never }, timeout: 10_000 })
@@ -350,10 +337,7 @@ describe("security: process backend", () => {
     const otherInstance = start({ FLEXEC_JOB_ID: "job-f", FLEXEC_INSTANCE_ID: "someone-else" })
     // no flexec environment at all
     const plain = start({ PATH: process.env.PATH ?? "" })
-    const deadline = Date.now() + 5000
-    while ([otherInstance, plain].some((c) => startTimeOf(c.pid!) === undefined) && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 10))
-    }
+    await waitUntil("both processes in /proc", () => ([otherInstance, plain].every((c) => startTimeOf(c.pid!) !== undefined) ? true : undefined), 5000, 10).catch(() => undefined)
     const forged = (pid: number, pgid: number, jobId: string) => ({
       version: 1 as const,
       pid,

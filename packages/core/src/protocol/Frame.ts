@@ -122,34 +122,17 @@ export const encodeMessage = (
   message: Message.Message,
   maxFrameBytes: number
 ): Either.Either<EncodedFrame, MessageTooBig | PayloadNotSendable> => {
-  let headers: Message.Headers | undefined
-  if (message.headers !== undefined) {
-    for (const _key in message.headers) {
-      // only when there is at least one key: most messages have none
-      headers = Message.makeHeaders(message.headers)
-      break
+  const headers = Message.makeHeaders(message.headers)
+  let hasHeaders = false
+  for (const key in headers) {
+    hasHeaders = true
+    const value = headers[key]
+    if (typeof value === "number" && !Number.isFinite(value)) {
+      return Either.left(new PayloadNotSendable({ reason: `header ${JSON.stringify(key)} is ${value}, not a finite number` }))
     }
   }
-  if (headers !== undefined) {
-    let any = false
-    for (const key in headers) {
-      any = true
-      const value = headers[key]
-      if (typeof value === "number" && !Number.isFinite(value)) {
-        return Either.left(new PayloadNotSendable({ reason: `header ${JSON.stringify(key)} is ${value}, not a finite number` }))
-      }
-    }
-    if (!any) headers = undefined
-  }
-  const problem = Message.payloadProblem(message.payload)
-  if (problem !== undefined) return Either.left(new PayloadNotSendable({ reason: problem }))
-  let encoded: { enc: codec.Encoding; body: Uint8Array | string }
-  try {
-    encoded = codec.encodePayloadBody(message.payload)
-  } catch (error) {
-    return Either.left(new PayloadNotSendable({ reason: error instanceof Error ? error.message : String(error) }))
-  }
-  return encodeHeaderFrame(withEnc(header, encoded.enc, headers === undefined ? undefined : { ...headers }), encoded.body, maxFrameBytes)
+  // headers are rare: only then the header object is copied
+  return encodePayloadFrame(hasHeaders ? { ...header, headers: { ...headers } } : header, message.payload, maxFrameBytes)
 }
 
 /** A plain `Uint8Array` view of the same bytes (no copy). */

@@ -7,8 +7,8 @@
  * argv: workspace runtimeDir instanceId jobId image socketPath job-json client-json labels-json
  */
 import type { ClientInfo } from "@flexec/core"
-import { ClientStatus, makeJobExecutor } from "@flexec/core"
-import { Effect } from "effect"
+import { makeJobExecutor } from "@flexec/core"
+import { Effect, Queue } from "effect"
 import { makeDockerLauncher } from "../../src/index.js"
 
 const [workspace, runtimeDir, instanceId, jobId, image, socketPath, jobJson, clientJson, labelsJson] = process.argv.slice(2) as Array<string>
@@ -21,8 +21,15 @@ Effect.runPromise(
     Effect.gen(function* () {
       const launcher = makeDockerLauncher({ image: image!, docker: { socketPath: socketPath! }, containerUser: { uid: Number(process.env.FLEXEC_TEST_UID ?? 1000), gid: Number(process.env.FLEXEC_TEST_GID ?? 1000) } })
       const executor = yield* makeJobExecutor({ client, runtimeDir: runtimeDir!, instanceId: instanceId!, launcher, labels })
+      // subscribed before the start, so Started cannot be missed
+      const events = yield* executor.subscribe
       yield* executor.startApp({ jobId: jobId!, jobMeta: job.meta as never, args: { workspace: workspace!, set: job.set } })
-      while ((yield* executor.getStatus(jobId!)) !== ClientStatus.Started) yield* Effect.sleep("20 millis")
+      for (;;) {
+        const event = yield* Queue.take(events)
+        if (event.jobId !== jobId) continue
+        if (event._tag === "Started") break
+        if (event._tag === "Completed") return yield* Effect.fail(new Error(`${jobId} completed before it started`))
+      }
       process.stdout.write("STARTED\n")
       return yield* Effect.never
     })

@@ -103,6 +103,9 @@ const weights: ReadonlyArray<readonly [FaultKind, number]> = [
   ["refused", 4]
 ]
 
+/** Every fault kind, in the order of `weights`: what a backend that can play them all plans with. */
+export const allFaultKinds: ReadonlyArray<FaultKind> = weights.map(([kind]) => kind)
+
 /** What a backend gives the harness. */
 export interface ChaosBackend {
   readonly name: string
