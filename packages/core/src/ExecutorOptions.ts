@@ -57,6 +57,13 @@ export interface ExecutorOptions {
   readonly labels?: Readonly<Record<string, string>>
   /** How long a worker may take to say hello once connected (default 10000). */
   readonly helloTimeoutMs?: number
+  /**
+   * For backends whose jobs run on this host's `node` (the process backend): make
+   * a V8 code cache of the worker runtime when the executor starts (a short-lived
+   * helper process, in the background), so each job loads it about 1 ms faster.
+   * Default true.
+   */
+  readonly workerCodeCache?: boolean
 }
 
 /** Options of `makeJobExecutor`: the shared options and the backend. */

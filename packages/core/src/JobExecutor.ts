@@ -27,7 +27,6 @@ import {
   Scope,
   Stream
 } from "effect"
-import * as crypto from "node:crypto"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -69,8 +68,9 @@ import { Channel, ClientStatus, JobReturnCode, reasonOf, statusMessage, Topic } 
 import { DEFAULT_MAX_FRAME_BYTES } from "./internal/codec.js"
 import { buildJobEnv } from "./internal/jobEnv.js"
 import { acquireOwnerLock } from "./internal/ownerLock.js"
+import { randomToken } from "./internal/randomPool.js"
 import { consumeRcFile, removeRcFile } from "./internal/rcFile.js"
-import { prepareWorkerRuntime } from "./internal/workerRuntime.js"
+import { makeWorkerCodeCache, prepareWorkerRuntime } from "./internal/workerRuntime.js"
 
 /** Defaults of the executor options, as DESIGN.md fixes them. */
 export const defaults = {
@@ -85,6 +85,11 @@ export const defaults = {
   historySize: 1000,
   helloTimeoutMs: 10_000
 } as const
+
+/** The first retry of a failed wait for a job's exit. */
+const firstWaitRetry = Duration.millis(100)
+/** Later retries: doubling from 100 ms, at most every 5 s. */
+const waitRetries = Schedule.exponential(firstWaitRetry, 2).pipe(Schedule.union(Schedule.spaced(Duration.seconds(5))))
 
 /** The default runtime directory: `<os tmpdir>/flexec-<uid>/<backend>-<instanceId>`. */
 export const defaultRuntimeDir = (backend: string, instanceId: string): string =>
@@ -216,6 +221,19 @@ export const makeJobExecutor = (
     // Job fibers live in their own scope, closed after the abort-all finalizer below has run.
     const jobsScope = yield* Scope.fork(executorScope, ExecutionStrategy.sequential)
 
+    // The worker runtime's code cache, made in the background (jobs started before it is
+    // there compile the runtime as usual); the helper process goes with the executor.
+    if (launcher.workerRuntimeOnHost === true && options.workerCodeCache !== false) {
+      yield* Effect.forkIn(
+        makeWorkerCodeCache(workerRuntime, {
+          execPath: process.execPath,
+          env: buildJobEnv({ parent: process.env, inherit: options.inheritEnv ?? [], site: options.env ?? {}, flexec: {} }),
+          timeout: Duration.seconds(30)
+        }),
+        executorScope
+      )
+    }
+
     const publish = (event: ExecutorEvent) => PubSub.publish(events, event)
     const now = Clock.currentTimeMillis
 
@@ -308,22 +326,27 @@ export const makeJobExecutor = (
         yield* Deferred.succeed(entry.completed, outcome)
       }).pipe(Effect.uninterruptible)
 
-    /** Waits for the exit, retrying while the backend cannot be reached. */
-    const waitForExit = (handle: JobHandle) =>
-      handle.wait.pipe(
-        Effect.tapError((e) => Effect.logWarning(`job ${handle.jobId}: backend unreachable while waiting: ${e.detail}`)),
-        Effect.retry(
-          Schedule.exponential(Duration.millis(100), 2).pipe(Schedule.union(Schedule.spaced(Duration.seconds(5))))
-        ),
+    /**
+     * Waits for the exit, retrying while the backend cannot be reached (after 100 ms,
+     * then backing off to every 5 s). The retry's machinery is built only on a failure:
+     * on every job's way to Started, the wait is the backend's wait and nothing more.
+     */
+    const waitForExit = (handle: JobHandle) => {
+      const attempt = handle.wait.pipe(
+        Effect.tapError((e) => Effect.logWarning(`job ${handle.jobId}: backend unreachable while waiting: ${e.detail}`))
+      )
+      return attempt.pipe(
+        Effect.catchAll(() => Effect.zipRight(Effect.sleep(firstWaitRetry), Effect.retry(attempt, waitRetries))),
         Effect.orDie
       )
+    }
 
     const supervise = (entry: Entry, handle: JobHandle, withStartTimeout: boolean) =>
       Effect.gen(function* () {
         if (withStartTimeout) {
-          yield* Deferred.await(entry.started).pipe(
-            Effect.timeout(startTimeout),
-            Effect.catchTag("TimeoutException", () =>
+          // one sleeping fiber (no race of two), interrupted with the job's scope
+          yield* Effect.sleep(startTimeout).pipe(
+            Effect.zipRight(
               Effect.suspend(() => {
                 if (entry.exitSeen || entry.status >= ClientStatus.Started) return Effect.void
                 entry.startTimedOut = true
@@ -381,27 +404,29 @@ export const makeJobExecutor = (
       })
 
     // ---- one job's life -------------------------------------------------------------------
-    const jobLife = (entry: Entry, build: (channel: ChannelInfo) => LaunchRequest, channelDir: string, token: string) =>
+    /** The launch: the channel's socket, the backend's launch, then the rest of the channel. */
+    const launchPhase = (entry: Entry, build: (channel: ChannelInfo) => LaunchRequest, channelDir: string, token: string) =>
       Effect.gen(function* () {
-        const launchPhase = Effect.gen(function* () {
-          if (entry.rcFile) removeRcFile(entry.rcFile)
-          // the socket listens before the launch; the rest of the channel's set-up runs
-          // after it, while the job starts (a connection that comes first waits for it)
-          const bound = yield* bindJobChannel({
-            jobId: entry.jobId,
-            token,
-            dir: channelDir,
-            maxFrameBytes,
-            helloTimeout,
-            onRequest: onRequest(entry),
-            ...(runAs ? { owner: runAs } : {})
-          }).pipe(Scope.extend(entry.jobScope))
-          const handle = yield* launcher.launch(build(bound.info)).pipe(Scope.extend(entry.jobScope))
-          entry.channel = yield* bound.serve.pipe(Scope.extend(entry.jobScope))
-          return handle
-        })
-        const launchFiber = yield* Effect.fork(launchPhase)
-        entry.launchFiber = launchFiber
+        if (entry.rcFile) removeRcFile(entry.rcFile)
+        // the socket listens before the launch; the rest of the channel's set-up runs
+        // after it, while the job starts (a connection that comes first waits for it)
+        const bound = yield* bindJobChannel({
+          jobId: entry.jobId,
+          token,
+          dir: channelDir,
+          maxFrameBytes,
+          helloTimeout,
+          onRequest: onRequest(entry),
+          ...(runAs ? { owner: runAs } : {})
+        }).pipe(Scope.extend(entry.jobScope))
+        const handle = yield* launcher.launch(build(bound.info)).pipe(Scope.extend(entry.jobScope))
+        entry.channel = yield* bound.serve.pipe(Scope.extend(entry.jobScope))
+        return handle
+      })
+
+    /** Everything after the launch: its outcome, then the job's supervision to completion. */
+    const jobLife = (entry: Entry, launchFiber: Fiber.RuntimeFiber<JobHandle, LaunchError>) =>
+      Effect.gen(function* () {
         if (entry.abortRequested) yield* Fiber.interrupt(launchFiber)
         const launchExit = yield* Fiber.await(launchFiber)
         if (Exit.isFailure(launchExit)) {
@@ -457,7 +482,7 @@ export const makeJobExecutor = (
         return entry
       })
 
-    const newChannelDir = () => path.join(runtimeDir, "ch", crypto.randomBytes(6).toString("base64url"))
+    const newChannelDir = () => path.join(runtimeDir, "ch", randomToken(6))
 
     // ---- startApp -------------------------------------------------------------------------
     const startApp = (params: StartAppParams): Effect.Effect<void, StartAppError> =>
@@ -533,7 +558,7 @@ export const makeJobExecutor = (
           jobId,
           startup
         })
-        const token = crypto.randomBytes(32).toString("base64url")
+        const token = randomToken(32)
         const channelDir = newChannelDir()
         const build = (channel: ChannelInfo): LaunchRequest => ({
           jobId,
@@ -572,7 +597,18 @@ export const makeJobExecutor = (
           killTimeout,
           workerRuntime
         })
-        yield* Effect.forkIn(jobLife(entry, build, channelDir, token), jobsScope)
+        // The launch is the first fiber to run (a fork fewer before the spawn than with the launch
+        // inside the job's life); both forks happen together, so a registered job always has its life.
+        // Both are interruptible whatever the caller's region: abortApp interrupts the launch.
+        yield* Effect.uninterruptible(
+          Effect.flatMap(
+            Effect.forkIn(Effect.interruptible(launchPhase(entry, build, channelDir, token)), jobsScope),
+            (launchFiber) => {
+              entry.launchFiber = launchFiber
+              return Effect.forkIn(Effect.interruptible(jobLife(entry, launchFiber)), jobsScope)
+            }
+          )
+        )
         yield* Deferred.await(entry.launched)
       })
 
@@ -759,7 +795,7 @@ const readDeployedMeta = (jobId: JobId, jobDir: string, metaPath: string) =>
   Effect.gen(function* () {
     const jobDirStat = yield* Effect.sync(() => {
       try {
-        return fs.lstatSync(jobDir)
+        return fs.lstatSync(jobDir, { throwIfNoEntry: false })
       } catch {
         return undefined
       }

@@ -177,6 +177,12 @@ export interface JobLauncher {
   ) => Effect.Effect<JobHandle, LaunchFailed | ImageNotFound | BackendUnavailable, Scope.Scope>
   /** Jobs a previous parent of `instanceId` left behind. */
   readonly recover?: (instanceId: string) => Effect.Effect<ReadonlyArray<RecoveredJob>, BackendUnavailable>
+  /**
+   * True when jobs run on this host's `node` and load the worker runtime through
+   * `workerRuntime.nodePath` (the process backend): the engine then makes a V8
+   * code cache of the runtime there (option `workerCodeCache`).
+   */
+  readonly workerRuntimeOnHost?: boolean
 }
 
 /** Resolves `{workspace}`, `{jobDir}`, `{appDir}`, `{jobId}`, `{startup}` in an argv template. */

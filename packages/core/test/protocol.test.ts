@@ -3,7 +3,7 @@
  * driven by a tiny raw job-side client written with the codec.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Deferred, Duration, Effect, Exit, Fiber, Option, Scope, Supervisor } from "effect"
+import { Deferred, Duration, Effect, Exit, Fiber, Option, Scope, Supervisor, TestClock } from "effect"
 import { Buffer } from "node:buffer"
 import { randomBytes } from "node:crypto"
 import * as fs from "node:fs"
@@ -271,22 +271,26 @@ describe("openJobChannel: directory and socket", () => {
     Effect.gen(function* () {
       const supervisor = yield* Supervisor.track
       const scope = yield* Scope.make()
-      yield* Effect.gen(function* () {
+      const silent = yield* Effect.gen(function* () {
         const { channel, peer } = yield* connected({ onRequest: handlers({ "c/slow": () => Effect.never }) })
         const second = yield* connect(channel.info.socketPath) // never says hello
         const fiber = yield* Effect.fork(request(channel, 1, "1 minute"))
         yield* answer(peer, "ok", 1)
         yield* Fiber.join(fiber)
         peer.sendPayload({ kind: "request", id: 1, channel: "c", topic: "slow" }, undefined)
-        void second
-        // running in the channel's scope: the live connection's handshake fiber, the silent one's
-        // (waiting for its hello) and the slow handler
-        const running = yield* eventually(supervisor.value, (fibers) => fibers.length >= 3)
-        expect(running.length).toBeGreaterThanOrEqual(3)
+        // running in the channel's scope: the live connection's fiber and the slow handler (a
+        // connection waiting for its hello has no fiber: a timer and the socket's data handler)
+        const running = yield* eventually(supervisor.value, (fibers) => fibers.length >= 2)
+        expect(running.length).toBeGreaterThanOrEqual(2)
+        expect(second.closed).toBe(false)
+        return second
       }).pipe(Scope.extend(scope), Effect.supervised(supervisor))
       yield* Scope.close(scope, Exit.void)
       const alive = yield* supervisor.value
       expect(alive.length).toBe(0)
+      // the connection that never said hello is closed with the channel
+      yield* promise(() => silent.closedPromise)
+      expect(silent.closed).toBe(true)
     })
   )
 })
@@ -392,6 +396,21 @@ describe("handshake", () => {
       expect(yield* promise(() => peer.waitClosed())).toBe(true)
       const inproc = yield* inProcess(channel)
       expect(yield* promise(() => inproc.waitClosed())).toBe(true)
+    })
+  )
+
+  it.scoped("the hello timeout runs on the Effect clock (TestClock): nothing closes before it, the silent connection at it", () =>
+    Effect.gen(function* () {
+      const channel = yield* open({ helloTimeout: "10 seconds" })
+      const silent = yield* inProcess(channel)
+      yield* TestClock.adjust("9 seconds")
+      yield* Effect.yieldNow()
+      expect(silent.closed).toBe(false)
+      yield* TestClock.adjust("1 second")
+      expect(yield* promise(() => silent.waitClosed())).toBe(true)
+      // a worker that says hello after that still gets in
+      const good = yield* inProcess(channel)
+      expect((yield* promise(() => good.hello())).kind).toBe("hello_ok")
     })
   )
 

@@ -59,6 +59,7 @@ export interface ProcessLauncher extends JobLauncher {
   readonly validate: (meta: JobMeta, site: string) => Effect.Effect<void, InvalidJobMeta>
   readonly launch: (request: LaunchRequest) => Effect.Effect<JobHandle, LaunchFailed, Scope.Scope>
   readonly recover: (instanceId: string) => Effect.Effect<ReadonlyArray<RecoveredJob>, BackendUnavailable>
+  readonly workerRuntimeOnHost: true
 }
 
 /**
@@ -195,22 +196,36 @@ const makeTerminate = (
  * uninterrupted run of microtasks (16 s, measured by bench/ scale) and half the workers gave up
  * waiting for `hello_ok`.
  */
-const spawnLock = Effect.unsafeMakeSemaphore(1)
-/** True from a spawn until the next macrotask turn: the next spawn waits for that turn. */
+/** True from a spawn until the next macrotask turn, when the next waiting spawn goes. */
 let spawnedThisTurn = false
-const macrotaskTurn = Effect.async<void>((resume) => {
-  const handle = setImmediate(() => resume(Effect.void))
-  return Effect.sync(() => clearImmediate(handle))
-})
-/** A turn of the event loop, when a spawn happened since the last one (a lone launch does not wait). */
-const spawnTurn = Effect.suspend(() => (spawnedThisTurn ? macrotaskTurn : Effect.void))
-const markSpawned = (): void => {
-  if (spawnedThisTurn) return
+/** Launches waiting for their turn to spawn, in arrival order. */
+const waitingSpawns: Array<() => void> = []
+/** Takes this macrotask turn for a spawn; the turn after it lets the next waiting launch go. */
+const takeTurn = (): void => {
   spawnedThisTurn = true
   setImmediate(() => {
     spawnedThisTurn = false
+    const next = waitingSpawns.shift()
+    if (next !== undefined) {
+      takeTurn()
+      next()
+    }
   })
 }
+/**
+ * Waits for this launch's turn to spawn: at once for a lone launch, else one
+ * macrotask turn after the previous spawn, in arrival order. Plain callbacks,
+ * not a semaphore: the lone launch (the common case) takes no Effect step.
+ */
+const spawnTurn: Effect.Effect<void> = Effect.suspend(() => {
+  if (!spawnedThisTurn && waitingSpawns.length === 0) {
+    takeTurn()
+    return Effect.void
+  }
+  return Effect.async<void>((resume) => {
+    waitingSpawns.push(() => resume(Effect.void))
+  })
+})
 
 const launch = (options: ResolvedOptions) => (request: LaunchRequest): Effect.Effect<JobHandle, LaunchFailed, Scope.Scope> =>
   Effect.gen(function* () {
@@ -260,7 +275,6 @@ const launch = (options: ResolvedOptions) => (request: LaunchRequest): Effect.Ef
     const start = Effect.async<Running, LaunchFailed>((resume) => {
       let child: ChildProcess
       try {
-        markSpawned()
         child = spawn(executable, args, spawnOptions)
       } catch (e) {
         resume(Effect.fail(failed(`cannot spawn ${executable}: ${messageOf(e)}`, e)))
@@ -342,7 +356,7 @@ const launch = (options: ResolvedOptions) => (request: LaunchRequest): Effect.Ef
     })
 
     const acquire = Effect.gen(function* () {
-      const running = yield* Effect.tapError(spawnLock.withPermits(1)(Effect.zipRight(spawnTurn, start)), () => forgetLog)
+      const running = yield* Effect.tapError(Effect.zipRight(spawnTurn, start), () => forgetLog)
       const pidFile = yield* Effect.try({
         try: () => writePidFile(request.paths.runtimeDir, pidFileContent(running)),
         catch: (e) => failed(`cannot write the pid file under ${request.paths.runtimeDir}: ${messageOf(e)}`, e)
@@ -477,7 +491,8 @@ export const make = (options: ProcessLauncherOptions = {}): ProcessLauncher => {
     ...(resolved.runAs !== undefined ? { runAs: resolved.runAs } : {}),
     validate,
     launch: launch(resolved),
-    recover: recover(resolved)
+    recover: recover(resolved),
+    workerRuntimeOnHost: true
   }
 }
 

@@ -15,9 +15,12 @@ export const buildJobEnv = (options: {
   readonly flexec: Readonly<Record<string, string | undefined>>
 }): Record<string, string> => {
   const env: Record<string, string> = {}
-  for (const [name, value] of Object.entries(options.parent)) {
-    if (value === undefined || neverInherited(name)) continue
-    if (allowlist.has(name) || name.startsWith("LC_")) env[name] = value
+  // names first, then only the allowed values: reading every value of `process.env`
+  // costs a call into Node per variable
+  for (const name of Object.keys(options.parent)) {
+    if (!(allowlist.has(name) || name.startsWith("LC_")) || neverInherited(name)) continue
+    const value = options.parent[name]
+    if (value !== undefined) env[name] = value
   }
   for (const name of options.inherit) {
     const value = options.parent[name]

@@ -6,10 +6,12 @@ import * as fs from "node:fs"
 
 /** Removes a stale rc file (never following a link: a link itself is removed). */
 export const removeRcFile = (file: string): void => {
+  // usually absent: look first, as a failed unlink costs an exception (~0.2 ms on a job's start)
+  if (fs.lstatSync(file, { throwIfNoEntry: false }) === undefined) return
   try {
     fs.unlinkSync(file)
   } catch {
-    // absent
+    // gone meanwhile
   }
 }
 

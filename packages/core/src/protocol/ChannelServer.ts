@@ -20,8 +20,8 @@ import { plainTimerFor } from "../internal/liveTimer.js"
 import { duplexPair } from "../internal/duplexPair.js"
 import type { ChannelInfo } from "../JobLauncher.js"
 import type { Message, Payload } from "../Message.js"
-import { makeConnection, makeFramedStream } from "./Connection.js"
-import type { Connection } from "./Connection.js"
+import { makeConnection, unsafeMakeFramedStream } from "./Connection.js"
+import type { Connection, FramedStream } from "./Connection.js"
 import * as Frame from "./Frame.js"
 
 /** A request or notification the job sent to the parent. */
@@ -121,6 +121,17 @@ const helloProblem = (event: codec.DecodeEvent, jobId: string, tokenDigest: Buff
   if (header.jobId !== jobId) return `hello names job ${JSON.stringify(header.jobId)}`
   if (!tokenOk) return "wrong token"
   return undefined
+}
+
+/** `hello_ok` frames by frame limit (the same for every channel of an executor: made once). */
+const helloOkFrames = new Map<number, ReturnType<typeof Frame.encodeHeaderFrame>>()
+const helloOkFrame = (maxFrameBytes: number): ReturnType<typeof Frame.encodeHeaderFrame> => {
+  let frame = helloOkFrames.get(maxFrameBytes)
+  if (frame === undefined) {
+    frame = Frame.encodeHeaderFrame({ kind: "hello_ok", version: codec.PROTOCOL_VERSION, maxFrame: maxFrameBytes }, undefined, maxFrameBytes)
+    if (helloOkFrames.size < 16) helloOkFrames.set(maxFrameBytes, frame)
+  }
+  return frame
 }
 
 const launchFailed = (jobId: string, reason: string, cause?: unknown) =>
@@ -244,7 +255,9 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
     const socketPath = path.join(dir, socketName)
     const maxFrameBytes = options.maxFrameBytes ?? codec.DEFAULT_MAX_FRAME_BYTES
     const helloTimeout = Duration.decode(options.helloTimeout ?? DEFAULT_HELLO_TIMEOUT)
-    const tokenDigest = digest(options.token)
+    // made on the first hello, after the launch (a hash is not free on the way to the spawn)
+    let digested: Buffer | undefined
+    const tokenDigest = (): Buffer => (digested ??= digest(options.token))
 
     if (socketName.length === 0 || socketName.includes("/") || socketName === "." || socketName === "..") {
       return yield* launchFailed(jobId, `invalid socket name ${JSON.stringify(socketName)}`)
@@ -325,48 +338,18 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
         })
       )
 
-      const handshake = (stream: Duplex, helloDone: () => void) =>
+      const clock = yield* Effect.clock
+      const helloMs = Duration.toMillis(helloTimeout)
+      const plainHelloTimer = plainTimerFor(clock, helloMs)
+      const logWarning = (text: string): void => {
+        run(Effect.logWarning(text).pipe(Effect.annotateLogs({ jobId })))
+      }
+      const helloOk = helloOkFrame(maxFrameBytes)
+
+      /** An admitted connection's life: the request/reply connection, published as the live one until it closes. */
+      const connectionLife = (framed: FramedStream, release: () => void) =>
         Effect.gen(function* () {
-          let problem: string | undefined = "no hello"
-          const framed = yield* makeFramedStream(stream, {
-            maxFrameBytes,
-            firstFrame: {
-              // a hello is a header and nothing else
-              maxFrameBytes: Math.min(maxFrameBytes, 4 + codec.MAX_HEADER_BYTES),
-              accept: (event) => {
-                problem = helloProblem(event, jobId, tokenDigest)
-                return problem === undefined
-              }
-            }
-          })
-          // the hello timeout: a plain timer that closes the stream (`next` then ends)
-          // under the live clock, an Effect timeout under another one
-          const clock = yield* Effect.clock
-          let timedOut = false
-          const first = plainTimerFor(clock, Duration.toMillis(helloTimeout))
-            ? yield* Effect.suspend(() => {
-                const timer = setTimeout(() => {
-                  timedOut = true
-                  stream.destroy()
-                }, Duration.toMillis(helloTimeout))
-                return framed.next.pipe(
-                  Effect.ensuring(Effect.sync(() => clearTimeout(timer))),
-                  Effect.map((event) => (timedOut ? Option.none() : Option.some(event)))
-                )
-              })
-            : yield* framed.next.pipe(Effect.timeoutOption(helloTimeout))
-          helloDone()
-          if (Option.isNone(first)) {
-            return yield* Effect.logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)
-          }
-          if (Option.isNone(first.value)) return yield* Effect.logDebug("a connection closed before its hello")
-          if (problem !== undefined) return yield* Effect.logWarning(`refused a connection: ${problem}`)
-          const admitted = yield* Effect.sync(() => {
-            if (claimed || closing) return false
-            claimed = true
-            return true
-          })
-          if (!admitted) return yield* Effect.logWarning("refused a second connection while one is live")
+          yield* Effect.addFinalizer(() => Effect.sync(release))
           const mine: { connection: Connection | undefined } = { connection: undefined }
           // registered first, so it runs last: the slot frees (and `isConnected`
           // turns false) only once the connection has fully shut down
@@ -384,12 +367,6 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
               })
             )
           )
-          const helloOk = Frame.encodeHeaderFrame(
-            { kind: "hello_ok", version: codec.PROTOCOL_VERSION, maxFrame: maxFrameBytes },
-            undefined,
-            maxFrameBytes
-          )
-          if (Either.isLeft(helloOk) || !(yield* framed.write(helloOk.right.chunks))) return
           const connection = yield* makeConnection(framed, {
             jobId,
             maxFrameBytes,
@@ -404,26 +381,94 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
           yield* Effect.logDebug("worker connected")
           yield* connection.closed
           yield* Effect.logDebug("worker disconnected")
-        }).pipe(Effect.scoped, Effect.annotateLogs({ jobId }))
+        }).pipe(
+          Effect.scoped,
+          // a connection admitted as the scope closes: its slot and stream still go
+          Effect.onInterrupt(() => Effect.sync(release)),
+          Effect.annotateLogs({ jobId })
+        )
 
       // Connections that have not said hello yet hold a socket and up to a
       // hello-sized buffer each: cap them, so a job flooding its own socket with
       // idle connections cannot make the parent allocate without bound.
       let handshaking = 0
+      /** How to drop each connection still waiting for its hello (when the channel closes). */
+      const pendingHellos = new Set<() => void>()
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          for (const abandon of [...pendingHellos]) abandon()
+        })
+      )
+      /**
+       * The handshake, without a fiber: the socket is read from the moment it is
+       * accepted, and the hello is checked and answered in its `data` handler, so
+       * `hello_ok` goes out on the turn the hello arrives. An admitted connection
+       * then gets its fiber (`connectionLife`); the requests pipelined behind the
+       * hello wait in the framed stream until it listens.
+       */
       const accept = (stream: Duplex): void => {
         if (closing || handshaking >= MAX_PENDING_HELLOS) {
           stream.destroy()
           return
         }
         handshaking++
-        let counted = true
-        const release = () => {
-          if (counted) {
-            counted = false
-            handshaking--
+        let problem: string | undefined = "no hello"
+        const { framed, release } = unsafeMakeFramedStream(stream, {
+          maxFrameBytes,
+          firstFrame: {
+            // a hello is a header and nothing else
+            maxFrameBytes: Math.min(maxFrameBytes, 4 + codec.MAX_HEADER_BYTES),
+            accept: (event) => {
+              problem = helloProblem(event, jobId, tokenDigest())
+              return problem === undefined
+            }
           }
+        })
+        // the hello timeout: a plain timer under the live clock, a fiber on the Effect clock otherwise
+        let settled = false
+        const settle = (): boolean => {
+          if (settled) return false
+          settled = true
+          handshaking--
+          pendingHellos.delete(abandon)
+          if (timer !== undefined) clearTimeout(timer)
+          timerFiber?.unsafeInterruptAsFork(timerFiber.id())
+          return true
         }
-        run(handshake(stream, release).pipe(Effect.ensuring(Effect.sync(release))))
+        const abandon = () => {
+          if (settle()) release()
+        }
+        const expire = () => {
+          if (!settle()) return
+          release()
+          logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)
+        }
+        pendingHellos.add(abandon)
+        const timer = plainHelloTimer ? setTimeout(expire, helloMs) : undefined
+        const timerFiber = plainHelloTimer ? undefined : run(Effect.sleep(helloTimeout).pipe(Effect.andThen(Effect.sync(expire))))
+        framed.first((event) => {
+          if (!settle()) return
+          if (event === undefined) {
+            release()
+            run(Effect.logDebug("a connection closed before its hello").pipe(Effect.annotateLogs({ jobId })))
+            return
+          }
+          if (problem !== undefined) {
+            release()
+            return logWarning(`refused a connection: ${problem}`)
+          }
+          if (claimed || closing) {
+            release()
+            return logWarning("refused a second connection while one is live")
+          }
+          claimed = true
+          if (Either.isLeft(helloOk)) {
+            claimed = false
+            return release()
+          }
+          framed.writeNow(helloOk.right.chunks)
+          run(connectionLife(framed, release))
+        })
       }
 
       serving = accept
@@ -435,7 +480,8 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
         request: (request) =>
           Effect.suspend(() => (liveNow !== undefined ? liveNow.request(request) : Effect.fail(new TargetUnreachable({ jobId })))),
         isConnected: Effect.map(current, Option.isSome),
-        awaitConnected: live.changes.pipe(Stream.filter(Option.isSome), Stream.take(1), Stream.runDrain),
+        // built when used: a stream of changes is not free, and most channels never need it
+        awaitConnected: Effect.suspend(() => live.changes.pipe(Stream.filter(Option.isSome), Stream.take(1), Stream.runDrain)),
         disconnect: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.close : Effect.void)),
         pendingRequests: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.pending : Effect.succeed(0)))
       } satisfies JobChannel

@@ -48,6 +48,14 @@ export interface FramedStream {
    */
   readonly next: Effect.Effect<Option.Option<codec.DecodeEvent>>
   /**
+   * Reads until the first event and hands it to `onFirst` synchronously, from
+   * the stream's `data` handler (`undefined`: the stream ended or closed
+   * first); then reads no more until `listen` (events decoded from the rest of
+   * that chunk wait for it). The handshake's way to answer a hello without a
+   * turn of a fiber. Call it once, before `listen`, instead of `next`.
+   */
+  readonly first: (onFirst: (event: codec.DecodeEvent | undefined) => void) => void
+  /**
    * Switches to push mode: the events already decoded, then every event as it
    * is decoded, go to `listener` (synchronously, from the stream's `data`
    * handler), and `onEnd` once the stream has ended. Call it once.
@@ -103,184 +111,239 @@ export const makeFramedStream = (
   stream: Duplex,
   options: FramedStreamOptions
 ): Effect.Effect<FramedStream, never, Scope.Scope> =>
-  Effect.gen(function* () {
-    const decoder = new codec.FrameDecoder(options.firstFrame?.maxFrameBytes ?? options.maxFrameBytes)
-    const events: Array<codec.DecodeEvent> = []
-    let first = options.firstFrame
-    let failed = false
-    let ended = stream.destroyed || stream.readableEnded
-    let waiter: (() => void) | undefined
-    let listener: FrameListener | undefined
-    let endDelivered = false
-    const wake = () => {
-      const resume = waiter
-      waiter = undefined
-      resume?.()
-    }
-    const deliverEnd = () => {
-      if (listener === undefined || endDelivered) return
-      endDelivered = true
-      listener.onEnd()
-    }
-    const onEnd = () => {
-      ended = true
-      wake()
-      deliverEnd()
-    }
-    const onError = () => {
-      // 'close' follows; the error itself ends the stream for us
-      ended = true
-      wake()
-      deliverEnd()
-    }
-    const emit = (event: codec.DecodeEvent) => {
-      if (event.type === "error") failed = true
-      if (first !== undefined) {
-        const accept = first.accept
-        first = undefined
-        if (accept(event)) decoder.maxFrame = options.maxFrameBytes
-      }
-      if (listener !== undefined) listener.onEvent(event)
-      else events.push(event)
-    }
-    let paused = false
-    const onData = (chunk: Uint8Array) => {
-      if (failed) return
-      decoder.push(chunk, emit)
-      if (failed) return deliverEnd()
-      // a pause asked for while Node was switching the stream to flowing mode
-      if (paused && !stream.isPaused()) stream.pause()
-    }
+  Effect.map(
+    Effect.acquireRelease(
+      Effect.sync(() => unsafeMakeFramedStream(stream, options)),
+      (made) => Effect.sync(made.release)
+    ),
+    (made) => made.framed
+  )
 
-    // ---- writes: one ordered queue, held while the stream's buffer is full ----
-    const queue: Array<QueuedWrite> = []
-    let draining = false
-    const closedForWrites = () => stream.destroyed || stream.writableEnded
-    const flush = () => {
-      draining = false
-      while (queue.length > 0) {
-        const item = queue.shift()!
-        if (closedForWrites()) {
-          item.done?.(false)
-          continue
-        }
-        let room = true
-        for (const chunk of item.chunks) room = stream.write(chunk)
-        if (!room) {
-          draining = true
-          // completes once the stream drains, with the frames queued behind it
-          queue.unshift({ chunks: [], done: item.done })
-          return
-        }
-        item.done?.(true)
-      }
+/**
+ * `makeFramedStream` without a scope: `release` destroys the stream and
+ * detaches from it (idempotent). For code that must start reading a stream
+ * synchronously (the channel server's accept) and hands `release` to a scope
+ * later.
+ */
+export const unsafeMakeFramedStream = (
+  stream: Duplex,
+  options: FramedStreamOptions
+): { readonly framed: FramedStream; readonly release: () => void } => {
+  const decoder = new codec.FrameDecoder(options.firstFrame?.maxFrameBytes ?? options.maxFrameBytes)
+  const events: Array<codec.DecodeEvent> = []
+  let first = options.firstFrame
+  let failed = false
+  let ended = stream.destroyed || stream.readableEnded
+  let waiter: (() => void) | undefined
+  let listener: FrameListener | undefined
+  let endDelivered = false
+  const wake = () => {
+    const resume = waiter
+    waiter = undefined
+    resume?.()
+  }
+  const deliverEnd = () => {
+    if (listener === undefined || endDelivered) return
+    endDelivered = true
+    listener.onEnd()
+  }
+  const onEnd = () => {
+    ended = true
+    wake()
+    deliverFirstEnd()
+    deliverEnd()
+  }
+  const onError = () => {
+    // 'close' follows; the error itself ends the stream for us
+    ended = true
+    wake()
+    deliverFirstEnd()
+    deliverEnd()
+  }
+  /** Set by `first` until the first event (or the end) has been handed over. */
+  let onFirst: ((event: codec.DecodeEvent | undefined) => void) | undefined
+  const deliverFirstEnd = () => {
+    const deliver = onFirst
+    onFirst = undefined
+    deliver?.(undefined)
+  }
+  let paused = false
+  const emit = (event: codec.DecodeEvent) => {
+    if (event.type === "error") failed = true
+    if (first !== undefined) {
+      const accept = first.accept
+      first = undefined
+      if (accept(event)) decoder.maxFrame = options.maxFrameBytes
     }
-    const onDrain = () => {
-      if (!draining) return
-      // the head is the placeholder of the frame that filled the buffer
-      const head = queue.shift()
-      head?.done?.(true)
-      flush()
+    if (onFirst !== undefined) {
+      const deliver = onFirst
+      onFirst = undefined
+      // nothing more is read until `listen`: the rest of this chunk waits in `events`
+      paused = true
+      stream.pause()
+      deliver(event)
+      return
     }
-    const failQueued = () => {
-      draining = false
-      const waiting = queue.splice(0)
-      for (const item of waiting) item.done?.(false)
-    }
-    const onClose = () => {
-      onEnd()
-      failQueued()
-    }
-    const writeNow = (chunks: ReadonlyArray<Uint8Array>, done?: (written: boolean) => void): void => {
-      if (closedForWrites()) return done?.(false)
-      if (draining || queue.length > 0) {
-        queue.push({ chunks, done })
-        return
+    if (listener !== undefined) listener.onEvent(event)
+    else events.push(event)
+  }
+  const onData = (chunk: Uint8Array) => {
+    if (failed) return
+    decoder.push(chunk, emit)
+    if (failed) return listener !== undefined ? deliverEnd() : undefined
+    // a pause asked for while Node was switching the stream to flowing mode
+    if (paused && !stream.isPaused()) stream.pause()
+  }
+
+  // ---- writes: one ordered queue, held while the stream's buffer is full ----
+  const queue: Array<QueuedWrite> = []
+  let draining = false
+  const closedForWrites = () => stream.destroyed || stream.writableEnded
+  const flush = () => {
+    draining = false
+    while (queue.length > 0) {
+      const item = queue.shift()!
+      if (closedForWrites()) {
+        item.done?.(false)
+        continue
       }
       let room = true
-      for (const chunk of chunks) room = stream.write(chunk)
-      if (room) return done?.(true)
-      draining = true
-      queue.push({ chunks: [], done })
+      for (const chunk of item.chunks) room = stream.write(chunk)
+      if (!room) {
+        draining = true
+        // completes once the stream drains, with the frames queued behind it
+        queue.unshift({ chunks: [], done: item.done })
+        return
+      }
+      item.done?.(true)
     }
-
-    stream.on("readable", wake)
-    stream.on("end", onEnd)
-    stream.on("close", onClose)
-    stream.on("error", onError)
-    stream.on("drain", onDrain)
-    yield* Effect.addFinalizer(() =>
-      Effect.sync(() => {
-        stream.destroy()
-        stream.off("readable", wake)
-        stream.off("data", onData)
-        stream.off("end", onEnd)
-        stream.off("close", onClose)
-        stream.off("drain", onDrain)
-        // keep a no-op error listener: a late error must not crash the process
-        stream.off("error", onError)
-        stream.on("error", () => {})
-        failQueued()
-        wake()
-      })
-    )
-
-    const waitReadable = Effect.async<void>((resume) => {
-      if (ended || stream.destroyed) return resume(Effect.void)
-      waiter = () => resume(Effect.void)
-      return Effect.sync(() => {
-        waiter = undefined
-      })
-    })
-
-    const next: Effect.Effect<Option.Option<codec.DecodeEvent>> = Effect.suspend(() => {
-      for (;;) {
-        const event = events.shift()
-        if (event !== undefined) return Effect.succeed(Option.some(event))
-        if (failed || stream.destroyed) return Effect.succeedNone
-        const chunk: unknown = stream.read()
-        if (chunk === null) break
-        decoder.push(chunk as Uint8Array, emit)
-      }
-      if (ended) return Effect.succeedNone
-      return Effect.zipRight(waitReadable, next)
-    })
-
-    const listen = (l: FrameListener): ReadControl => {
-      listener = l
-      stream.off("readable", wake)
-      for (const event of events.splice(0)) l.onEvent(event)
-      if (failed || ended || stream.destroyed) {
-        deliverEnd()
-      } else {
-        // without a 'readable' listener, a 'data' listener makes the stream flow
-        stream.on("data", onData)
-        stream.resume()
-      }
-      return {
-        pause: () => {
-          if (paused) return
-          paused = true
-          stream.pause()
-        },
-        resume: () => {
-          if (!paused) return
-          paused = false
-          if (!stream.destroyed) stream.resume()
-        }
-      }
+  }
+  const onDrain = () => {
+    if (!draining) return
+    // the head is the placeholder of the frame that filled the buffer
+    const head = queue.shift()
+    head?.done?.(true)
+    flush()
+  }
+  const failQueued = () => {
+    draining = false
+    const waiting = queue.splice(0)
+    for (const item of waiting) item.done?.(false)
+  }
+  const onClose = () => {
+    onEnd()
+    failQueued()
+  }
+  const writeNow = (chunks: ReadonlyArray<Uint8Array>, done?: (written: boolean) => void): void => {
+    if (closedForWrites()) return done?.(false)
+    if (draining || queue.length > 0) {
+      queue.push({ chunks, done })
+      return
     }
+    let room = true
+    for (const chunk of chunks) room = stream.write(chunk)
+    if (room) return done?.(true)
+    draining = true
+    queue.push({ chunks: [], done })
+  }
 
-    const write = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<boolean> =>
-      Effect.async<boolean>((resume) => {
-        writeNow(chunks, (written) => resume(written ? Effect.succeed(true) : Effect.succeed(false)))
-      })
+  stream.on("readable", wake)
+  stream.on("end", onEnd)
+  stream.on("close", onClose)
+  stream.on("error", onError)
+  stream.on("drain", onDrain)
+  let released = false
+  const release = (): void => {
+    if (released) return
+    released = true
+    onFirst = undefined
+    stream.destroy()
+    stream.off("readable", wake)
+    stream.off("data", onData)
+    stream.off("end", onEnd)
+    stream.off("close", onClose)
+    stream.off("drain", onDrain)
+    // keep a no-op error listener: a late error must not crash the process
+    stream.off("error", onError)
+    stream.on("error", () => {})
+    failQueued()
+    wake()
+  }
 
-    const destroy = Effect.sync(() => {
-      stream.destroy()
+  const waitReadable = Effect.async<void>((resume) => {
+    if (ended || stream.destroyed) return resume(Effect.void)
+    waiter = () => resume(Effect.void)
+    return Effect.sync(() => {
+      waiter = undefined
     })
-    return { next, listen, write, writeNow, queuedWrites: () => queue.length, destroy } satisfies FramedStream
   })
+
+  const next: Effect.Effect<Option.Option<codec.DecodeEvent>> = Effect.suspend(() => {
+    for (;;) {
+      const event = events.shift()
+      if (event !== undefined) return Effect.succeed(Option.some(event))
+      if (failed || stream.destroyed) return Effect.succeedNone
+      const chunk: unknown = stream.read()
+      if (chunk === null) break
+      decoder.push(chunk as Uint8Array, emit)
+    }
+    if (ended) return Effect.succeedNone
+    return Effect.zipRight(waitReadable, next)
+  })
+
+  let flowing = false
+  const flow = () => {
+    if (flowing) return
+    flowing = true
+    stream.off("readable", wake)
+    // without a 'readable' listener, a 'data' listener makes the stream flow
+    stream.on("data", onData)
+  }
+
+  const firstEvent = (deliver: (event: codec.DecodeEvent | undefined) => void): void => {
+    const ready = events.shift()
+    if (ready !== undefined) return deliver(ready)
+    if (failed || ended || stream.destroyed) return deliver(undefined)
+    onFirst = deliver
+    flow()
+    stream.resume()
+  }
+
+  const listen = (l: FrameListener): ReadControl => {
+    listener = l
+    for (const event of events.splice(0)) l.onEvent(event)
+    if (failed || ended || stream.destroyed) {
+      deliverEnd()
+    } else {
+      flow()
+      paused = false
+      stream.resume()
+    }
+    return {
+      pause: () => {
+        if (paused) return
+        paused = true
+        stream.pause()
+      },
+      resume: () => {
+        if (!paused) return
+        paused = false
+        if (!stream.destroyed) stream.resume()
+      }
+    }
+  }
+
+  const write = (chunks: ReadonlyArray<Uint8Array>): Effect.Effect<boolean> =>
+    Effect.async<boolean>((resume) => {
+      writeNow(chunks, (written) => resume(written ? Effect.succeed(true) : Effect.succeed(false)))
+    })
+
+  const destroy = Effect.sync(() => {
+    stream.destroy()
+  })
+  const framed: FramedStream = { next, first: firstEvent, listen, write, writeNow, queuedWrites: () => queue.length, destroy }
+  return { framed, release }
+}
 
 /** Options of `makeConnection`. */
 export interface ConnectionOptions {

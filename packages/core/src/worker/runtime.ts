@@ -3,7 +3,7 @@
  * the public surface is `./index.ts`.
  */
 import { writeFileSync } from "node:fs"
-import * as net from "node:net"
+import { connect } from "node:net"
 import { join } from "node:path"
 import type { Duplex } from "node:stream"
 import { ConfigError, isChannelError, isConfigError, isUnsafeComponentError, messageOf } from "./errors.js"
@@ -356,7 +356,7 @@ export const connectUnix = (url: string): Duplex => {
   if (!url.startsWith("unix://") || url.length <= "unix://".length) {
     throw new ConfigError(`FLEXEC_PARENT_URL must be unix://<socket path>, got ${JSON.stringify(url)}`)
   }
-  return net.connect({ path: url.slice("unix://".length) })
+  return connect({ path: url.slice("unix://".length) })
 }
 
 /** The multiset difference `now - baseline` of resource names. */

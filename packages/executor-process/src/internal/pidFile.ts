@@ -32,7 +32,6 @@ export const PidFile = Schema.Struct({
 export type PidFile = typeof PidFile.Type
 
 const PidFileJson = Schema.parseJson(PidFile)
-const encode = Schema.encodeSync(PidFileJson)
 const decode = Schema.decodeUnknownEither(PidFileJson)
 
 /** `<runtimeDir>/pids`. */
@@ -51,15 +50,33 @@ export const ensurePidDir = (runtimeDir: string): string => {
   return dir
 }
 
+/** Runtime directories whose pid directory this process has made (checked again when it is gone). */
+const ensuredPidDirs = new Set<string>()
+
 /** Writes the pid file atomically (a temporary file renamed into place). */
 export const writePidFile = (runtimeDir: string, content: PidFile): string => {
-  ensurePidDir(runtimeDir)
   const file = pidFilePath(runtimeDir, content.jobId)
   const tmp = `${file}.${process.pid}.tmp`
   const { O_WRONLY, O_CREAT, O_TRUNC, O_NOFOLLOW } = fs.constants
-  const fd = fs.openSync(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600)
+  const open = () => fs.openSync(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0o600)
+  let fd: number
+  if (!ensuredPidDirs.has(runtimeDir)) {
+    ensurePidDir(runtimeDir)
+    ensuredPidDirs.add(runtimeDir)
+    fd = open()
+  } else {
+    try {
+      fd = open()
+    } catch (error) {
+      // the directory went away since: make it again, once
+      if ((error as { code?: unknown }).code !== "ENOENT") throw error
+      ensurePidDir(runtimeDir)
+      fd = open()
+    }
+  }
   try {
-    fs.writeSync(fd, encode(content))
+    // our own value, typed: JSON as the schema's encoding would give (no transformation in it)
+    fs.writeSync(fd, JSON.stringify(content))
   } finally {
     fs.closeSync(fd)
   }
