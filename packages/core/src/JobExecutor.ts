@@ -19,9 +19,11 @@ import {
   ExecutionStrategy,
   Exit,
   Fiber,
+  FiberId,
   Layer,
   Option,
   PubSub,
+  Runtime,
   Schedule,
   Schema,
   Scope,
@@ -66,6 +68,10 @@ import type { Allocation, ResourceManager } from "./ResourceManager.js"
 import { adapt, gpuIdsOf } from "./ResourceManager.js"
 import { Channel, ClientStatus, JobReturnCode, reasonOf, statusMessage, Topic } from "./Status.js"
 import { DEFAULT_MAX_FRAME_BYTES } from "./internal/codec.js"
+import { EventListeners, makeEventListeners } from "./internal/eventListeners.js"
+import { requestNowOf, SendNow } from "./internal/fastRequest.js"
+import type { SendNowFn } from "./internal/fastRequest.js"
+import { plainTimerFor } from "./internal/liveTimer.js"
 import { buildJobEnv } from "./internal/jobEnv.js"
 import { acquireOwnerLock } from "./internal/ownerLock.js"
 import { randomToken } from "./internal/randomPool.js"
@@ -234,7 +240,13 @@ export const makeJobExecutor = (
       )
     }
 
-    const publish = (event: ExecutorEvent) => PubSub.publish(events, event)
+    // plain listeners (the Promise facade's) get each event as it is published
+    const direct = makeEventListeners()
+    const publish = (event: ExecutorEvent) =>
+      Effect.suspend(() => {
+        direct.emit(event)
+        return PubSub.publish(events, event)
+      })
     const now = Clock.currentTimeMillis
 
     const remember = (jobId: string, entry: HistoryEntry) => {
@@ -425,10 +437,8 @@ export const makeJobExecutor = (
       })
 
     /** Everything after the launch: its outcome, then the job's supervision to completion. */
-    const jobLife = (entry: Entry, launchFiber: Fiber.RuntimeFiber<JobHandle, LaunchError>) =>
+    const jobLife = (entry: Entry, launchExit: Exit.Exit<JobHandle, LaunchError>) =>
       Effect.gen(function* () {
-        if (entry.abortRequested) yield* Fiber.interrupt(launchFiber)
-        const launchExit = yield* Fiber.await(launchFiber)
         if (Exit.isFailure(launchExit)) {
           const interrupted = Cause.isInterruptedOnly(launchExit.cause)
           const error: LaunchError = interrupted
@@ -473,10 +483,11 @@ export const makeJobExecutor = (
           channel: undefined,
           launchFiber: undefined,
           abortFiber: undefined,
-          launched: yield* Deferred.make<void, LaunchError>(),
-          started: yield* Deferred.make<void>(),
-          exited: yield* Deferred.make<JobExit>(),
-          completed: yield* Deferred.make<JobOutcome>(),
+          // made at once: four steps fewer on the way to the spawn
+          launched: Deferred.unsafeMake<void, LaunchError>(FiberId.none),
+          started: Deferred.unsafeMake<void>(FiberId.none),
+          exited: Deferred.unsafeMake<JobExit>(FiberId.none),
+          completed: Deferred.unsafeMake<JobOutcome>(FiberId.none),
           jobScope: yield* Scope.make()
         }
         return entry
@@ -597,17 +608,14 @@ export const makeJobExecutor = (
           killTimeout,
           workerRuntime
         })
-        // The launch is the first fiber to run (a fork fewer before the spawn than with the launch
-        // inside the job's life); both forks happen together, so a registered job always has its life.
-        // Both are interruptible whatever the caller's region: abortApp interrupts the launch.
-        yield* Effect.uninterruptible(
-          Effect.flatMap(
-            Effect.forkIn(Effect.interruptible(launchPhase(entry, build, channelDir, token)), jobsScope),
-            (launchFiber) => {
-              entry.launchFiber = launchFiber
-              return Effect.forkIn(Effect.interruptible(jobLife(entry, launchFiber)), jobsScope)
-            }
-          )
+        // One fiber before the spawn: the launch. However it ends (launched, failed, or
+        // interrupted by abortApp), its exit starts the job's life, so a registered job always
+        // has one. Both are interruptible whatever the caller's region.
+        entry.launchFiber = yield* Effect.forkIn(
+          Effect.interruptible(launchPhase(entry, build, channelDir, token)).pipe(
+            Effect.onExit((launchExit) => Effect.forkIn(Effect.interruptible(jobLife(entry, launchExit)), jobsScope))
+          ),
+          jobsScope
         )
         yield* Deferred.await(entry.launched)
       })
@@ -702,6 +710,31 @@ export const makeJobExecutor = (
         })
     }
 
+    Object.defineProperty(service, EventListeners, { value: direct.registry })
+
+    // `sendToJob` without a fiber, for the Promise facade: a registered job, under the live
+    // clock (timeouts as plain timers); anything else goes the Effect way (false)
+    const engineRuntime = yield* Effect.runtime<never>()
+    const liveClockHere = plainTimerFor(yield* Effect.clock, 0)
+    const sendNow: SendNowFn = (params, done) => {
+      if (!liveClockHere) return false
+      const channel = registry.get(params.jobId as JobId)?.channel
+      const now = channel === undefined ? undefined : requestNowOf(channel)
+      if (now === undefined) return false
+      const req: ChannelRequest =
+        params.timeout !== undefined
+          ? (params as ChannelRequest)
+          : { channel: params.channel, topic: params.topic, message: params.message, timeout: queryTimeout }
+      return now(req, (outcome) => {
+        if (!outcome.ok) {
+          const text = `sendToJob ${params.jobId}: ${outcome.error.message}`
+          Runtime.runFork(engineRuntime)(params.optional ? Effect.logDebug(text) : Effect.logWarning(text))
+        }
+        done(outcome)
+      })
+    }
+    Object.defineProperty(service, SendNow, { value: sendNow })
+
     // ---- recovery -------------------------------------------------------------------------
     if (recoverMode !== "off" && launcher.recover && launcher.capabilities.recover) {
       const found = yield* launcher.recover(instanceId)
@@ -791,41 +824,41 @@ export const makeJobExecutor = (
 /** Largest deployed meta.json read (bytes). */
 const MAX_META_BYTES = 4 * 1024 * 1024
 
-const readDeployedMeta = (jobId: JobId, jobDir: string, metaPath: string) =>
-  Effect.gen(function* () {
-    const jobDirStat = yield* Effect.sync(() => {
-      try {
-        return fs.lstatSync(jobDir, { throwIfNoEntry: false })
-      } catch {
-        return undefined
-      }
-    })
-    if (jobDirStat === undefined) return yield* new JobMetaMissing({ jobId, path: metaPath })
+const readDeployedMeta = (jobId: JobId, jobDir: string, metaPath: string): Effect.Effect<unknown, JobMetaMissing | InvalidJobMeta> =>
+  // one step: plain reads, then the outcome
+  Effect.suspend((): Effect.Effect<unknown, JobMetaMissing | InvalidJobMeta> => {
+    let jobDirStat: fs.Stats | undefined
+    try {
+      jobDirStat = fs.lstatSync(jobDir, { throwIfNoEntry: false })
+    } catch {
+      jobDirStat = undefined
+    }
+    if (jobDirStat === undefined) return Effect.fail(new JobMetaMissing({ jobId, path: metaPath }))
     if (jobDirStat.isSymbolicLink() || !jobDirStat.isDirectory()) {
-      return yield* new InvalidJobMeta({ jobId, issues: `${jobDir} must be a directory, not a symbolic link or a file` })
+      return Effect.fail(new InvalidJobMeta({ jobId, issues: `${jobDir} must be a directory, not a symbolic link or a file` }))
     }
     // The job may have written its own directory: never block on a FIFO or device
     // (O_NONBLOCK, regular files only) and never read an unbounded file.
-    const text = yield* Effect.sync((): string | { readonly problem: string } | undefined => {
-      let fd: number | undefined
-      try {
-        fd = fs.openSync(metaPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
-        const stat = fs.fstatSync(fd)
-        if (!stat.isFile()) return { problem: `${metaPath} must be a regular file` }
-        if (stat.size > MAX_META_BYTES) return { problem: `${metaPath} is ${stat.size} bytes, over the ${MAX_META_BYTES} allowed` }
-        return fs.readFileSync(fd, "utf8")
-      } catch {
-        return undefined
-      } finally {
-        if (fd !== undefined) fs.closeSync(fd)
+    let text: string
+    let fd: number | undefined
+    try {
+      fd = fs.openSync(metaPath, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK)
+      const stat = fs.fstatSync(fd)
+      if (!stat.isFile()) return Effect.fail(new InvalidJobMeta({ jobId, issues: `${metaPath} must be a regular file` }))
+      if (stat.size > MAX_META_BYTES) {
+        return Effect.fail(new InvalidJobMeta({ jobId, issues: `${metaPath} is ${stat.size} bytes, over the ${MAX_META_BYTES} allowed` }))
       }
-    })
-    if (text === undefined) return yield* new JobMetaMissing({ jobId, path: metaPath })
-    if (typeof text !== "string") return yield* new InvalidJobMeta({ jobId, issues: text.problem })
-    return yield* Effect.try({
-      try: () => JSON.parse(text) as unknown,
-      catch: (e) => new InvalidJobMeta({ jobId, issues: `${metaPath} is not valid JSON: ${describe(e)}` })
-    })
+      text = fs.readFileSync(fd, "utf8")
+    } catch {
+      return Effect.fail(new JobMetaMissing({ jobId, path: metaPath }))
+    } finally {
+      if (fd !== undefined) fs.closeSync(fd)
+    }
+    try {
+      return Effect.succeed(JSON.parse(text) as unknown)
+    } catch (e) {
+      return Effect.fail(new InvalidJobMeta({ jobId, issues: `${metaPath} is not valid JSON: ${describe(e)}` }))
+    }
   })
 
 /** The argv template: the job's own `launcher_spec.<site|default>.process.command` with BYOC, else the site's. */

@@ -3,10 +3,14 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { jobExecutorLayer } from "../src/JobExecutor.js"
-import { InstanceInUse, InvalidJobId, JobMetaMissing } from "../src/Errors.js"
+import { InstanceInUse, InvalidJobId, JobMetaMissing, RemoteError, RequestTimeout, TargetUnreachable } from "../src/Errors.js"
+import { sendNowOf } from "../src/internal/fastRequest.js"
 import { toPromiseExecutor } from "../src/promise/index.js"
 import { makeMemoryLauncher } from "./support/memoryLauncher.js"
 import { deploy, programs } from "./support/setup.js"
+import type { Program } from "./support/memoryLauncher.js"
+import { ManagedRuntime } from "effect"
+import { ClientExecutor } from "../src/ClientExecutor.js"
 
 const temp = () => fs.mkdtempSync(path.join(os.tmpdir(), "flexec-promise-"))
 
@@ -42,6 +46,52 @@ describe("Promise facade", () => {
       expect(second).toBeInstanceOf(InstanceInUse)
     } finally {
       await executor.close()
+      fs.rmSync(workspace, { recursive: true, force: true })
+      fs.rmSync(runtimeDir, { recursive: true, force: true })
+    }
+  })
+
+  it("sendToJob goes without a fiber for a registered job: replies, remote errors and timeouts as the Effect way gives them", async () => {
+    const workspace = temp()
+    const runtimeDir = temp()
+    const program: Program = (c) =>
+      c.worker({
+        run: (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(0))),
+        handlers: { test: { echo: (m) => m.payload, fail: () => { throw new Error("boom") }, hang: () => new Promise(() => undefined) } }
+      })
+    const launcher = makeMemoryLauncher(() => program)
+    const layer = jobExecutorLayer({ client: { clientName: "site-1" }, launcher, runtimeDir })
+    const executor = await toPromiseExecutor(layer)
+    try {
+      const events = executor.events()[Symbol.asyncIterator]()
+      deploy(workspace, "job-1")
+      await executor.startApp({ jobId: "job-1", args: { workspace } })
+      for (let e = await events.next(); !e.done && e.value._tag !== "Started"; e = await events.next()) {
+        // until Started
+      }
+      const message = { headers: {}, payload: { n: 1 } }
+      expect((await executor.sendToJob({ jobId: "job-1", channel: "test", topic: "echo", message })).payload).toEqual({ n: 1 })
+      const failed = await executor.sendToJob({ jobId: "job-1", channel: "test", topic: "fail", message }).catch((e: unknown) => e)
+      expect(failed).toBeInstanceOf(RemoteError)
+      expect(failed).toMatchObject({ jobId: "job-1", returnCode: "process_exception", detail: "boom" })
+      const slow = await executor.sendToJob({ jobId: "job-1", channel: "test", topic: "hang", message, timeout: 30 }).catch((e: unknown) => e)
+      expect(slow).toBeInstanceOf(RequestTimeout)
+      expect(slow).toMatchObject({ jobId: "job-1", channel: "test", topic: "hang", timeout: 30 })
+      // ids that are not registered go the Effect way, with its errors
+      expect(await executor.sendToJob({ jobId: "job-2", channel: "test", topic: "echo", message }).catch((e: unknown) => e)).toBeInstanceOf(TargetUnreachable)
+      expect(await executor.sendToJob({ jobId: "../x", channel: "test", topic: "echo", message }).catch((e: unknown) => e)).toBeInstanceOf(InvalidJobId)
+    } finally {
+      await executor.close()
+    }
+    // the engine's service is the one that carries the fiberless path, and it says when it cannot take a request
+    const runtime = ManagedRuntime.make(jobExecutorLayer({ client: { clientName: "site-1" }, launcher, runtimeDir }))
+    try {
+      const service = await runtime.runPromise(ClientExecutor)
+      const sendNow = sendNowOf(service)
+      expect(sendNow).toBeTypeOf("function")
+      expect(sendNow!({ jobId: "job-9", channel: "test", topic: "echo", message: { headers: {}, payload: 1 } }, () => undefined)).toBe(false)
+    } finally {
+      await runtime.dispose()
       fs.rmSync(workspace, { recursive: true, force: true })
       fs.rmSync(runtimeDir, { recursive: true, force: true })
     }

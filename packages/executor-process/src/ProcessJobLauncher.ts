@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Exit, Layer, Option, PubSub, Ref, Schema, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option, PubSub, Ref, Schema, Stream } from "effect"
 import type { Scope } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess, SpawnOptions } from "node:child_process"
@@ -247,20 +247,21 @@ const launch = (options: ResolvedOptions) => (request: LaunchRequest): Effect.Ef
     const scope = yield* Effect.scope
 
     const logExisted = fs.lstatSync(request.paths.logFile, { throwIfNoEntry: false }) !== undefined
-    const log = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () =>
-          new JobLog(request.paths.logFile, { maxBytes: options.logMaxBytes, files: options.logFiles, owner: options.runAs }),
-        catch: (e) => failed(`cannot open the job log ${request.paths.logFile}: ${messageOf(e)}`, e)
-      }),
-      (log) => Effect.sync(() => log.close())
+    // the log and its subscribers' PubSub in one step (released in reverse: the PubSub first)
+    const [log, lines] = yield* Effect.acquireRelease(
+      Effect.zip(
+        Effect.try({
+          try: () =>
+            new JobLog(request.paths.logFile, { maxBytes: options.logMaxBytes, files: options.logFiles, owner: options.runAs }),
+          catch: (e) => failed(`cannot open the job log ${request.paths.logFile}: ${messageOf(e)}`, e)
+        }),
+        PubSub.sliding<LogEvent>({ capacity: logCapacity, replay: logReplay })
+      ),
+      ([log, lines]) => Effect.zipRight(PubSub.shutdown(lines), Effect.sync(() => log.close()))
     )
-    const lines = yield* Effect.acquireRelease(
-      PubSub.sliding<LogEvent>({ capacity: logCapacity, replay: logReplay }),
-      PubSub.shutdown
-    )
-    const exited = yield* Deferred.make<JobExit>()
-    const closed = yield* Deferred.make<void>()
+    // completed from Node callbacks
+    const exited = Deferred.unsafeMake<JobExit>(FiberId.none)
+    const closed = Deferred.unsafeMake<void>(FiberId.none)
 
     const spawnOptions: SpawnOptions = {
       argv0: program,

@@ -127,9 +127,10 @@ export const prepareWorkerRuntime = (runtimeDir: string): WorkerRuntimeFiles => 
 /**
  * The program of the process that makes the code cache (`node -e`, arguments:
  * the runtime copy, the output file). It loads the runtime as the loader does
- * and runs one job's life against a parent played here over a unix socket
- * (hello, Started, a JSON and a binary request, abort, Stopped), so the cache
- * holds the code a job runs on its way to Started, not only the top level.
+ * and starts a job against a parent played here over a unix socket; when the
+ * job's hello (and the Started report behind it) arrives, it saves the cache:
+ * the code a job runs on its way to Started is compiled by then, and what runs
+ * later compiles later, off that way.
  */
 export const CODE_CACHE_MAKER = `"use strict"
 const fs = require("node:fs"), net = require("node:net"), os = require("node:os"), path = require("node:path"), { Script } = require("node:vm")
@@ -140,54 +141,21 @@ script.runInThisContext().call(mod.exports, mod.exports, require, mod, file, pat
 const worker = mod.exports
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flexec-cache-"))
 const sock = path.join(dir, "s")
-const frame = (header, payload = Buffer.alloc(0)) => {
-  const h = Buffer.from(JSON.stringify(header))
-  const head = Buffer.alloc(8)
-  head.writeUInt32BE(4 + h.length + payload.length, 0)
-  head.writeUInt32BE(h.length, 4)
-  return Buffer.concat([head, h, payload])
+const done = (code) => {
+  fs.rmSync(dir, { recursive: true, force: true })
+  process.exit(code)
 }
-const json = (value) => Buffer.from(JSON.stringify(value))
+setTimeout(() => done(1), 15000)
 const server = net.createServer((socket) => {
-  let buffered = Buffer.alloc(0)
-  let ids = 0
-  const request = (channel, topic, enc, payload) => socket.write(frame({ kind: "request", id: ++ids, channel, topic, enc }, payload))
-  socket.on("error", () => {})
-  socket.on("data", (chunk) => {
-    buffered = Buffer.concat([buffered, chunk])
-    while (buffered.length >= 8 && buffered.length >= 4 + buffered.readUInt32BE(0)) {
-      const length = buffered.readUInt32BE(0)
-      const headerLength = buffered.readUInt32BE(4)
-      const header = JSON.parse(buffered.subarray(8, 8 + headerLength).toString("utf8"))
-      const payload = buffered.subarray(8 + headerLength, 4 + length)
-      buffered = buffered.subarray(4 + length)
-      if (header.kind === "hello") socket.write(frame({ kind: "hello_ok", version: 1, maxFrame: 134217728 }))
-      else if (header.kind === "request") {
-        socket.write(frame({ kind: "reply", id: header.id, rc: "ok" }))
-        if (header.topic === "notify_job_status" && JSON.parse(payload.toString("utf8")).status === 2) {
-          request("cache", "echo", "json", json({ round: 1, text: "x" }))
-          request("cache", "echo", "bytes", Buffer.alloc(64, 1))
-          request("client_command", "show_stats", "none")
-          request("client_command", "abort", "none")
-        }
-      }
-    }
+  socket.once("data", () => {
+    fs.writeFileSync(out, script.createCachedData(), { mode: 0o644 })
+    done(0)
   })
 })
-const fail = setTimeout(() => process.exit(1), 15000)
 server.listen(sock, () => {
   const env = { FLEXEC_PARENT_URL: "unix://" + sock, FLEXEC_CHANNEL_TOKEN: "cache", FLEXEC_JOB_ID: "cache", FLEXEC_SET: "{}" }
-  const spec = {
-    run: (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(0), { once: true })),
-    handlers: { cache: { echo: (message) => message.payload } }
-  }
-  worker.runJobWith(spec, { env, connect: worker.connectUnix, exit: () => {}, log: () => {} }).then((code) => {
-    clearTimeout(fail)
-    server.close()
-    fs.rmSync(dir, { recursive: true, force: true })
-    if (code !== 0) process.exit(2)
-    fs.writeFileSync(out, script.createCachedData(), { mode: 0o644 })
-  })
+  const spec = { run: () => 0, handlers: { cache: { echo: (message) => message.payload } } }
+  worker.runJobWith(spec, { env, connect: worker.connectUnix, exit: () => {}, log: () => {} }).then(() => done(2), () => done(2))
 })
 `
 

@@ -9,6 +9,8 @@
 import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Queue } from "effect"
 import type { Layer } from "effect"
 import { ClientExecutor } from "../ClientExecutor.js"
+import { eventListenersOf } from "../internal/eventListeners.js"
+import { sendNowOf } from "../internal/fastRequest.js"
 import type {
   ExecutorEvent,
   JobLogConfig,
@@ -81,25 +83,34 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
   }
 
   // One subscription fans out to every `events()` iterator, so an iterator is
-  // live from the moment `events()` is called.
+  // live from the moment `events()` is called. The engine's executor hands each
+  // event over as it is published (no fiber's turn in between); another one is
+  // read through a subscription.
   const listeners = new Set<(event: ExecutorEvent | undefined) => void>()
-  const pump = await run(
-    Effect.gen(function* () {
-      const ready = yield* Deferred.make<void>()
-      const fiber = yield* Effect.forkDaemon(
-        Effect.scoped(
+  const fanOut = (event: ExecutorEvent) => listeners.forEach((l) => l(event))
+  const registry = eventListenersOf(service)
+  const sendNow = sendNowOf(service)
+  const removeListener = registry?.add(fanOut)
+  const pump =
+    registry !== undefined
+      ? undefined
+      : await run(
           Effect.gen(function* () {
-            const queue = yield* service.subscribe
-            yield* Deferred.succeed(ready, undefined)
-            // a plain take loop: an event reaches the iterators with no stream machinery in between
-            yield* Effect.forever(Effect.map(Queue.take(queue), (event) => listeners.forEach((l) => l(event))))
+            const ready = yield* Deferred.make<void>()
+            const fiber = yield* Effect.forkDaemon(
+              Effect.scoped(
+                Effect.gen(function* () {
+                  const queue = yield* service.subscribe
+                  yield* Deferred.succeed(ready, undefined)
+                  // a plain take loop: an event reaches the iterators with no stream machinery in between
+                  yield* Effect.forever(Effect.map(Queue.take(queue), fanOut))
+                })
+              )
+            )
+            yield* Deferred.await(ready)
+            return fiber
           })
         )
-      )
-      yield* Deferred.await(ready)
-      return fiber
-    })
-  )
   let closed: Promise<void> | undefined
 
   const events = (): AsyncIterable<ExecutorEvent> => {
@@ -141,8 +152,17 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
     getErrors: (jobId) => run(service.getErrors(jobId)),
     resetErrors: (jobId) => run(service.resetErrors(jobId)),
     configureJobLog: (jobId, config) => run(service.configureJobLog(jobId, config)),
-    // a number is a DurationInput in milliseconds: the parameters pass as they are
-    sendToJob: (params) => run(service.sendToJob(params)),
+    // a number is a DurationInput in milliseconds: the parameters pass as they are. The
+    // engine's executor sends a registered job's request without a fiber (a fiber per call
+    // is most of the facade's cost per message); otherwise, or for any other executor, the Effect.
+    sendToJob:
+      sendNow === undefined
+        ? (params) => run(service.sendToJob(params))
+        : (params) =>
+            new Promise<Message>((resolve, reject) => {
+              const sent = sendNow(params, (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)))
+              if (!sent) run(service.sendToJob(params)).then(resolve, reject)
+            }),
     awaitCompletion: (jobId) => run(service.awaitCompletion(jobId)),
     jobs: () => run(service.jobs),
     recovered: () => run(service.recovered),
@@ -150,7 +170,8 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
     close: () => {
       closed ??= (async () => {
         await runtime.dispose()
-        await Effect.runPromise(Fiber.interrupt(pump))
+        removeListener?.()
+        if (pump !== undefined) await Effect.runPromise(Fiber.interrupt(pump))
         listeners.forEach((l) => l(undefined))
         listeners.clear()
       })()

@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect, Either, FiberSet, Option, Stream, SubscriptionRef } from "effect"
-import type { Scope } from "effect"
+import { Duration, Effect, Either, FiberSet } from "effect"
+import type { Option, Scope } from "effect"
 import { Buffer } from "node:buffer"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as fs from "node:fs"
@@ -18,9 +18,11 @@ import type { RequestError } from "../Errors.js"
 import * as codec from "../internal/codec.js"
 import { plainTimerFor } from "../internal/liveTimer.js"
 import { duplexPair } from "../internal/duplexPair.js"
+import { RequestNow } from "../internal/fastRequest.js"
+import type { RequestNowFn } from "../internal/fastRequest.js"
 import type { ChannelInfo } from "../JobLauncher.js"
 import type { Message, Payload } from "../Message.js"
-import { makeConnection, unsafeMakeFramedStream } from "./Connection.js"
+import { makeIdleConnection, unsafeMakeFramedStream } from "./Connection.js"
 import type { Connection, FramedStream } from "./Connection.js"
 import * as Frame from "./Frame.js"
 
@@ -108,8 +110,12 @@ export const MAX_SOCKET_PATH_BYTES = 107
 
 const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest()
 
+/** The token check, in constant time whatever the lengths (both sides hashed first). */
+const tokenMatches = (given: unknown, expected: () => Buffer): boolean =>
+  typeof given === "string" && timingSafeEqual(digest(given), expected())
+
 /** Why a first event is not a valid hello for this job, or `undefined` when it is one. */
-const helloProblem = (event: codec.DecodeEvent, jobId: string, tokenDigest: Buffer): string | undefined => {
+const helloProblem = (event: codec.DecodeEvent, jobId: string, tokenDigest: () => Buffer): string | undefined => {
   if (event.type === "error") return `malformed first frame: ${event.reason}`
   if (event.type === "oversize") return `oversize first frame (${event.size} bytes)`
   const header = event.header
@@ -117,10 +123,40 @@ const helloProblem = (event: codec.DecodeEvent, jobId: string, tokenDigest: Buff
   if (header.version !== codec.PROTOCOL_VERSION) return `unsupported protocol version ${JSON.stringify(header.version)}`
   if (event.payload.byteLength !== 0) return "hello carries a payload"
   // compare the token first, in constant time, whatever the job id
-  const tokenOk = typeof header.token === "string" && timingSafeEqual(digest(header.token), tokenDigest)
+  const tokenOk = tokenMatches(header.token, tokenDigest)
   if (header.jobId !== jobId) return `hello names job ${JSON.stringify(header.jobId)}`
   if (!tokenOk) return "wrong token"
   return undefined
+}
+
+/**
+ * The meeting point of a connection's hello (decided in the socket's data
+ * handler) and its connection (set up by its fiber): whichever comes second
+ * goes on. Admitted: `goLive` runs synchronously, then the fiber is told.
+ */
+class Admission {
+  private verdict: boolean | undefined
+  private onAdmit: (() => void) | undefined
+  private tell: ((admitted: boolean) => void) | undefined
+
+  /** The hello's verdict (once; later calls are ignored). */
+  decide(admitted: boolean): void {
+    if (this.verdict !== undefined) return
+    this.verdict = admitted
+    if (this.tell === undefined) return
+    if (admitted) this.onAdmit?.()
+    this.tell(admitted)
+  }
+
+  /** The connection is ready: `goLive` when admitted, `tell` the verdict (now, or when it comes). */
+  ready(goLive: () => void, tell: (admitted: boolean) => void): void {
+    if (this.verdict !== undefined) {
+      if (this.verdict) goLive()
+      return tell(this.verdict)
+    }
+    this.onAdmit = goLive
+    this.tell = tell
+  }
 }
 
 /** `hello_ok` frames by frame limit (the same for every channel of an executor: made once). */
@@ -255,6 +291,7 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
     const socketPath = path.join(dir, socketName)
     const maxFrameBytes = options.maxFrameBytes ?? codec.DEFAULT_MAX_FRAME_BYTES
     const helloTimeout = Duration.decode(options.helloTimeout ?? DEFAULT_HELLO_TIMEOUT)
+
     // made on the first hello, after the launch (a hash is not free on the way to the spawn)
     let digested: Buffer | undefined
     const tokenDigest = (): Buffer => (digested ??= digest(options.token))
@@ -324,9 +361,10 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
     }
 
     const serve = Effect.gen(function* () {
-      const live = yield* SubscriptionRef.make<Option.Option<Connection>>(Option.none())
-      /** The live connection as a plain value, for the request path (kept equal to `live`). */
+      /** The live connection (after a valid hello, until it has shut down). */
       let liveNow: Connection | undefined
+      /** Who waits for a live connection (`awaitConnected`). */
+      const connectWaiters = new Set<() => void>()
       /** Set from a valid hello until that connection is gone. */
       let claimed = false
       let closing = false
@@ -345,48 +383,58 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
         run(Effect.logWarning(text).pipe(Effect.annotateLogs({ jobId })))
       }
       const helloOk = helloOkFrame(maxFrameBytes)
+      const connectionOptions = {
+        jobId,
+        maxFrameBytes,
+        onRequest,
+        ...(options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: options.maxConcurrentRequests } : {})
+      }
 
-      /** An admitted connection's life: the request/reply connection, published as the live one until it closes. */
-      const connectionLife = (framed: FramedStream, release: () => void) =>
+      /**
+       * A connection's life from its accept: the request/reply connection is set up
+       * while the hello is on its way (the parent waits for it anyway). Once the hello
+       * is accepted (`admission`), the connection becomes the live one and reads;
+       * until it has shut down. A refused hello ends it, and its stream goes.
+       */
+      const connectionLife = (framed: FramedStream, release: () => void, admission: Admission) =>
         Effect.gen(function* () {
           yield* Effect.addFinalizer(() => Effect.sync(release))
           const mine: { connection: Connection | undefined } = { connection: undefined }
-          // registered first, so it runs last: the slot frees (and `isConnected`
-          // turns false) only once the connection has fully shut down
+          // registered before the connection, so it runs after its shutdown: the slot
+          // frees (and `isConnected` turns false) only once the connection is gone
           yield* Effect.addFinalizer(() =>
-            Effect.zipRight(
-              SubscriptionRef.update(live, (current) => {
-                if (Option.isSome(current) && current.value === mine.connection) {
-                  liveNow = undefined
-                  return Option.none()
-                }
-                return current
-              }),
-              Effect.sync(() => {
-                claimed = false
-              })
-            )
+            Effect.sync(() => {
+              if (mine.connection === undefined) return
+              if (liveNow === mine.connection) liveNow = undefined
+              claimed = false
+            })
           )
-          const connection = yield* makeConnection(framed, {
-            jobId,
-            maxFrameBytes,
-            onRequest,
-            ...(options.maxConcurrentRequests !== undefined ? { maxConcurrentRequests: options.maxConcurrentRequests } : {})
+          const idle = yield* makeIdleConnection(framed, connectionOptions)
+          const admitted = yield* Effect.async<boolean>((resume) => {
+            admission.ready(() => {
+              mine.connection = idle.connection
+              goLive(idle.connection)
+              idle.listen()
+            }, (ok) => resume(Effect.succeed(ok)))
           })
-          mine.connection = connection
-          yield* SubscriptionRef.update(live, () => {
-            liveNow = connection
-            return Option.some(connection)
-          })
+          if (!admitted) return
           yield* Effect.logDebug("worker connected")
-          yield* connection.closed
+          yield* idle.connection.closed
           yield* Effect.logDebug("worker disconnected")
         }).pipe(
           Effect.scoped,
-          // a connection admitted as the scope closes: its slot and stream still go
+          // a connection accepted as the scope closes: its stream still goes
           Effect.onInterrupt(() => Effect.sync(release)),
           Effect.annotateLogs({ jobId })
         )
+
+      /** Makes `connection` the live one (before it reads: a request it dispatches may already use the channel). */
+      const goLive = (connection: Connection): void => {
+        liveNow = connection
+        const waiters = [...connectWaiters]
+        connectWaiters.clear()
+        for (const wake of waiters) wake()
+      }
 
       // Connections that have not said hello yet hold a socket and up to a
       // hello-sized buffer each: cap them, so a job flooding its own socket with
@@ -400,11 +448,10 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
         })
       )
       /**
-       * The handshake, without a fiber: the socket is read from the moment it is
-       * accepted, and the hello is checked and answered in its `data` handler, so
-       * `hello_ok` goes out on the turn the hello arrives. An admitted connection
-       * then gets its fiber (`connectionLife`); the requests pipelined behind the
-       * hello wait in the framed stream until it listens.
+       * The handshake, without a fiber on its way: the socket is read from the
+       * moment it is accepted, and the hello is checked and answered in its `data`
+       * handler, so `hello_ok` goes out on the turn the hello arrives and the
+       * requests pipelined behind it are dispatched right after.
        */
       const accept = (stream: Duplex): void => {
         if (closing || handshaking >= MAX_PENDING_HELLOS) {
@@ -419,11 +466,16 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
             // a hello is a header and nothing else
             maxFrameBytes: Math.min(maxFrameBytes, 4 + codec.MAX_HEADER_BYTES),
             accept: (event) => {
-              problem = helloProblem(event, jobId, tokenDigest())
+              problem = helloProblem(event, jobId, tokenDigest)
               return problem === undefined
             }
           }
         })
+        const admission = new Admission()
+        const refuse = (): void => {
+          admission.decide(false)
+          release()
+        }
         // the hello timeout: a plain timer under the live clock, a fiber on the Effect clock otherwise
         let settled = false
         const settle = (): boolean => {
@@ -436,11 +488,11 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
           return true
         }
         const abandon = () => {
-          if (settle()) release()
+          if (settle()) refuse()
         }
         const expire = () => {
           if (!settle()) return
-          release()
+          refuse()
           logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)
         }
         pendingHellos.add(abandon)
@@ -449,42 +501,52 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
         framed.first((event) => {
           if (!settle()) return
           if (event === undefined) {
-            release()
+            refuse()
             run(Effect.logDebug("a connection closed before its hello").pipe(Effect.annotateLogs({ jobId })))
             return
           }
           if (problem !== undefined) {
-            release()
+            refuse()
             return logWarning(`refused a connection: ${problem}`)
           }
-          if (claimed || closing) {
-            release()
+          if (claimed || closing || Either.isLeft(helloOk)) {
+            refuse()
             return logWarning("refused a second connection while one is live")
           }
           claimed = true
-          if (Either.isLeft(helloOk)) {
-            claimed = false
-            return release()
-          }
           framed.writeNow(helloOk.right.chunks)
-          run(connectionLife(framed, release))
+          admission.decide(true)
         })
+        run(connectionLife(framed, release, admission))
       }
 
       serving = accept
       for (const stream of waiting.splice(0)) accept(stream)
 
-      const current = SubscriptionRef.get(live)
-      return {
+      const requestNow: RequestNowFn = (request, done) => {
+        if (liveNow !== undefined) return liveNow.requestNow(request, done)
+        done({ ok: false, error: new TargetUnreachable({ jobId }) })
+        return true
+      }
+      const channel: JobChannel = {
         info,
         request: (request) =>
           Effect.suspend(() => (liveNow !== undefined ? liveNow.request(request) : Effect.fail(new TargetUnreachable({ jobId })))),
-        isConnected: Effect.map(current, Option.isSome),
-        // built when used: a stream of changes is not free, and most channels never need it
-        awaitConnected: Effect.suspend(() => live.changes.pipe(Stream.filter(Option.isSome), Stream.take(1), Stream.runDrain)),
-        disconnect: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.close : Effect.void)),
-        pendingRequests: Effect.flatMap(current, (connection) => (Option.isSome(connection) ? connection.value.pending : Effect.succeed(0)))
-      } satisfies JobChannel
+        isConnected: Effect.sync(() => liveNow !== undefined),
+        awaitConnected: Effect.async<void>((resume) => {
+          if (liveNow !== undefined) return resume(Effect.void)
+          const wake = () => resume(Effect.void)
+          connectWaiters.add(wake)
+          return Effect.sync(() => {
+            connectWaiters.delete(wake)
+          })
+        }),
+        disconnect: Effect.suspend(() => (liveNow !== undefined ? liveNow.close : Effect.void)),
+        pendingRequests: Effect.suspend(() => (liveNow !== undefined ? liveNow.pending : Effect.succeed(0)))
+      }
+      // the fiberless request (internal: for the Promise facade, through the engine)
+      Object.defineProperty(channel, RequestNow, { value: requestNow })
+      return channel
     })
     return { info, serve } satisfies BoundJobChannel
   })

@@ -12,7 +12,8 @@ import type { Duplex } from "node:stream"
 import { InvalidRequest, MessageTooBig, RemoteError, RequestTimeout, TargetUnreachable } from "../Errors.js"
 import type { RequestError } from "../Errors.js"
 import * as codec from "../internal/codec.js"
-import { plainTimerFor } from "../internal/liveTimer.js"
+import type { RequestOutcome } from "../internal/fastRequest.js"
+import { liveClock, plainTimerFor } from "../internal/liveTimer.js"
 import type { Message, Payload } from "../Message.js"
 import { ReturnCode } from "../Status.js"
 import type { ChannelRequest, RequestHandler } from "./ChannelServer.js"
@@ -376,6 +377,12 @@ export interface Connection {
    * is dropped); the connection closed or closing → `TargetUnreachable`.
    */
   readonly request: (request: ChannelRequest) => Effect.Effect<Message, RequestError>
+  /**
+   * `request` without a fiber, for callers outside Effect (the Promise facade):
+   * `done` gets the outcome. Only under a plain timer (a timeout `setTimeout`
+   * takes); false, and nothing sent, otherwise.
+   */
+  readonly requestNow: (request: ChannelRequest, done: (outcome: RequestOutcome) => void) => boolean
   /** Sends a `notify` frame (no reply). Errors as for `request`, without the reply ones. */
   readonly notify: (notification: ChannelNotification) => Effect.Effect<void, TargetUnreachable | MessageTooBig | InvalidRequest>
   /** Requests sent and still waiting for their reply (for diagnostics and tests). */
@@ -419,42 +426,48 @@ interface Waiter {
   readonly fail: (error: RequestError) => void
 }
 
+
 /**
  * A request on the wire. The read path settles it (a reply, a failure) and the
- * requesting fiber waits for it, in either order: an outcome that comes before
- * the fiber waits is kept for it. Settled once; the timer goes with it.
+ * requester waits for it, in either order: an outcome that comes before the
+ * requester waits is kept for it. Settled once; the timer goes with it.
  */
 class PendingRequest implements Waiter {
   timer: ReturnType<typeof setTimeout> | undefined
-  private outcome: Effect.Effect<Message, RequestError> | undefined
-  private resume: ((outcome: Effect.Effect<Message, RequestError>) => void) | undefined
+  private outcome: RequestOutcome | undefined
+  private listener: ((outcome: RequestOutcome) => void) | undefined
 
-  constructor(private readonly settle: (reply: ReceivedReply) => Effect.Effect<Message, RequestError>) {}
+  constructor(
+    readonly id: number,
+    private readonly settle: (reply: ReceivedReply) => RequestOutcome
+  ) {}
 
   reply(reply: ReceivedReply): void {
     this.finish(this.settle(reply))
   }
 
   fail(error: RequestError): void {
-    this.finish(Effect.fail(error))
+    this.finish({ ok: false, error })
   }
 
-  /** Resumes `resume` with the outcome, now or once there is one. */
-  wait(resume: (outcome: Effect.Effect<Message, RequestError>) => void): void {
-    if (this.outcome !== undefined) resume(this.outcome)
-    else this.resume = resume
+  /** Hands the outcome to `listener`, now or once there is one. */
+  wait(listener: (outcome: RequestOutcome) => void): void {
+    if (this.outcome !== undefined) listener(this.outcome)
+    else this.listener = listener
   }
 
-  private finish(outcome: Effect.Effect<Message, RequestError>): void {
+  private finish(outcome: RequestOutcome): void {
     if (this.outcome !== undefined) return
     this.outcome = outcome
     if (this.timer !== undefined) clearTimeout(this.timer)
-    const resume = this.resume
-    this.resume = undefined
-    resume?.(outcome)
+    const listener = this.listener
+    this.listener = undefined
+    listener?.(outcome)
   }
 }
 
+const outcomeEffect = (outcome: RequestOutcome): Effect.Effect<Message, RequestError> =>
+  outcome.ok ? Effect.succeed(outcome.value) : Effect.fail(outcome.error)
 
 /**
  * Runs request/reply over `framed` (the handshake already done) until the
@@ -473,6 +486,21 @@ export const makeConnection = (
   framed: FramedStream,
   options: ConnectionOptions
 ): Effect.Effect<Connection, never, Scope.Scope> =>
+  Effect.map(makeIdleConnection(framed, options), (idle) => {
+    idle.listen()
+    return idle.connection
+  })
+
+/**
+ * `makeConnection` without reading yet: the connection is set up, and reads
+ * (and dispatches the peer's frames) from `listen()` on. The channel server
+ * sets one up while the job's hello is on its way, and listens once it has
+ * accepted the hello, synchronously.
+ */
+export const makeIdleConnection = (
+  framed: FramedStream,
+  options: ConnectionOptions
+): Effect.Effect<{ readonly connection: Connection; readonly listen: () => void }, never, Scope.Scope> =>
   Effect.gen(function* () {
     const { jobId, maxFrameBytes, onRequest } = options
     const maxConcurrent = options.maxConcurrentRequests ?? DEFAULT_MAX_CONCURRENT_REQUESTS
@@ -658,22 +686,27 @@ export const makeConnection = (
     }
 
     yield* Effect.addFinalizer(() => shutdown)
-    reading.control = framed.listen({
-      onEvent: (event) => {
-        if (!open) return
-        if (event.type === "error") {
-          log(Effect.logWarning(`malformed frame, closing the connection: ${event.reason}`))
-          return shutdownSoon()
-        }
-        if (event.type === "oversize") return onOversize(event.header, event.size)
-        const malformed = onFrame(event.header, event.payload)
-        if (malformed !== undefined) {
-          log(Effect.logWarning(`malformed frame, closing the connection: ${malformed}`))
-          shutdownSoon()
-        }
-      },
-      onEnd: shutdownSoon
-    })
+    let listening = false
+    const listen = (): void => {
+      if (listening || !open) return
+      listening = true
+      reading.control = framed.listen({
+        onEvent: (event) => {
+          if (!open) return
+          if (event.type === "error") {
+            log(Effect.logWarning(`malformed frame, closing the connection: ${event.reason}`))
+            return shutdownSoon()
+          }
+          if (event.type === "oversize") return onOversize(event.header, event.size)
+          const malformed = onFrame(event.header, event.payload)
+          if (malformed !== undefined) {
+            log(Effect.logWarning(`malformed frame, closing the connection: ${malformed}`))
+            shutdownSoon()
+          }
+        },
+        onEnd: shutdownSoon
+      })
+    }
 
     /** Encodes an outgoing frame; a payload JSON cannot carry is the caller's `InvalidRequest`. */
     const encode = (
@@ -689,53 +722,64 @@ export const makeConnection = (
       )
 
     /** The outcome of a request from its reply's code. */
-    const settle = (reply: ReceivedReply, req: ChannelRequest, size: number): Effect.Effect<Message, RequestError> => {
+    const settle = (reply: ReceivedReply, req: ChannelRequest, size: number): RequestOutcome => {
       const rc = reply.header.rc ?? ReturnCode.Ok
       switch (rc) {
         case ReturnCode.Ok:
-          return Effect.succeed(reply.message)
+          return { ok: true, value: reply.message }
         case ReturnCode.InvalidRequest:
-          return Effect.fail(new InvalidRequest({ jobId, channel: req.channel, topic: req.topic }))
+          return { ok: false, error: new InvalidRequest({ jobId, channel: req.channel, topic: req.topic }) }
         case ReturnCode.MsgTooBig:
-          return Effect.fail(replyTooBig(reply.message.payload, new MessageTooBig({ size, max: maxFrameBytes })))
+          return { ok: false, error: replyTooBig(reply.message.payload, new MessageTooBig({ size, max: maxFrameBytes })) }
         default:
-          return Effect.fail(new RemoteError({ jobId, returnCode: rc, detail: reply.text ?? rc }))
+          return { ok: false, error: new RemoteError({ jobId, returnCode: rc, detail: reply.text ?? rc }) }
       }
     }
 
     /**
-     * Writes the request's frame first (so the peer starts on it while this side
-     * does its bookkeeping), registers it, and waits for the reply, the timeout
-     * or the connection's end. The read path settles the request itself: the
-     * fiber resumes with the outcome.
+     * Puts a request on the wire: encodes it, registers it, writes its frame (so
+     * the peer starts on it while this side does its bookkeeping) and, with
+     * `timed`, arms its timer. The read path settles it.
+     */
+    const send = (req: ChannelRequest, ms: number, timed: boolean): PendingRequest | RequestOutcome => {
+      if (!open) return { ok: false, error: new TargetUnreachable({ jobId }) }
+      const id = nextId++
+      const frame = encode("request", id, req.channel, req.topic, req.message)
+      if (Either.isLeft(frame)) return { ok: false, error: frame.left }
+      const size = frame.right.size
+      const pendingRequest = new PendingRequest(id, (reply) => settle(reply, req, size))
+      pending.set(id, pendingRequest)
+      framed.writeNow(frame.right.chunks, (written) => {
+        if (written || pending.get(id) !== pendingRequest) return
+        pending.delete(id)
+        pendingRequest.fail(new TargetUnreachable({ jobId }))
+      })
+      if (timed) {
+        pendingRequest.timer = setTimeout(() => {
+          if (pending.get(id) !== pendingRequest) return
+          pending.delete(id)
+          pendingRequest.fail(new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms }))
+        }, ms)
+      }
+      return pendingRequest
+    }
+
+    /** A number is milliseconds (the common case: no Duration to build). */
+    const millisOf = (timeout: Duration.DurationInput): number =>
+      typeof timeout === "number" ? timeout : Duration.toMillis(Duration.decode(timeout))
+
+    /**
+     * Waits for the reply, the timeout or the connection's end. Under the live
+     * clock the timeout is one timer, else `Effect.timeoutFail`.
      */
     const request = (req: ChannelRequest): Effect.Effect<Message, RequestError> =>
       Effect.clockWith((clock) => {
-        if (!open) return Effect.fail(new TargetUnreachable({ jobId }))
-        const id = nextId++
-        const frame = encode("request", id, req.channel, req.topic, req.message)
-        if (Either.isLeft(frame)) return Effect.fail(frame.left)
-        const size = frame.right.size
-        const pendingRequest = new PendingRequest((reply) => settle(reply, req, size))
-        pending.set(id, pendingRequest)
-        framed.writeNow(frame.right.chunks, (written) => {
-          if (written || pending.get(id) !== pendingRequest) return
-          pending.delete(id)
-          pendingRequest.fail(new TargetUnreachable({ jobId }))
-        })
-        // a number is milliseconds (the common case: no Duration to build)
-        const ms = typeof req.timeout === "number" ? req.timeout : Duration.toMillis(Duration.decode(req.timeout))
-        const expired = () => new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms })
+        const ms = millisOf(req.timeout)
         const timed = plainTimerFor(clock, ms)
-        if (timed) {
-          pendingRequest.timer = setTimeout(() => {
-            if (pending.get(id) !== pendingRequest) return
-            pending.delete(id)
-            pendingRequest.fail(expired())
-          }, ms)
-        }
+        const sent = send(req, ms, timed)
+        if (!(sent instanceof PendingRequest)) return outcomeEffect(sent)
         const wait = Effect.async<Message, RequestError>((resume) => {
-          pendingRequest.wait(resume)
+          sent.wait((outcome) => resume(outcomeEffect(outcome)))
           // With the timer, an interrupted request is left to its reply or its
           // timer (whichever comes first drops the entry): a canceler here
           // costs every request an interruption handler, and with it several
@@ -743,11 +787,25 @@ export const makeConnection = (
           // `timeoutFail` the canceler is what removes the entry.
           if (timed) return
           return Effect.sync(() => {
-            if (pending.get(id) === pendingRequest) pending.delete(id)
+            if (pending.get(sent.id) === sent) pending.delete(sent.id)
           })
         })
-        return timed ? wait : Effect.timeoutFail(wait, { duration: Duration.decode(req.timeout), onTimeout: expired })
+        return timed
+          ? wait
+          : Effect.timeoutFail(wait, {
+              duration: Duration.decode(req.timeout),
+              onTimeout: () => new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms })
+            })
       })
+
+    const requestNow = (req: ChannelRequest, done: (outcome: RequestOutcome) => void): boolean => {
+      const ms = millisOf(req.timeout)
+      if (!plainTimerFor(liveClock, ms)) return false
+      const sent = send(req, ms, true)
+      if (sent instanceof PendingRequest) sent.wait(done)
+      else done(sent)
+      return true
+    }
 
     const notify = (n: ChannelNotification): Effect.Effect<void, TargetUnreachable | MessageTooBig | InvalidRequest> =>
       Effect.suspend((): Effect.Effect<void, TargetUnreachable | MessageTooBig | InvalidRequest> => {
@@ -759,8 +817,9 @@ export const makeConnection = (
         )
       })
 
-    return {
+    const connection: Connection = {
       request,
+      requestNow,
       notify,
       pending: Effect.sync(() => pending.size),
       isOpen: Effect.sync(() => open),
@@ -769,5 +828,6 @@ export const makeConnection = (
         shutdownSoon()
         return Deferred.await(closedSignal)
       })
-    } satisfies Connection
+    }
+    return { connection, listen }
   })

@@ -19,7 +19,7 @@ import {
 } from "../internal/codec.js"
 import { ChannelError, isConfigError, messageOf } from "./errors.js"
 import { cleanHeaders, encodeChecked, receivedHeaders } from "./payload.js"
-import type { Timers } from "./timers.js"
+import type { TimerHandle, Timers } from "./timers.js"
 import type { OutgoingMessage, WorkerMessage } from "./types.js"
 
 /** What a request handler answers. `after` runs once the reply is written. */
@@ -58,7 +58,7 @@ interface Early {
   readonly chunks: ReadonlyArray<Uint8Array>
   readonly resolve: (message: WorkerMessage) => void
   readonly reject: (error: ChannelError) => void
-  readonly timer: ReturnType<typeof setTimeout>
+  readonly timer: TimerHandle
 }
 
 interface Pending {
@@ -67,8 +67,11 @@ interface Pending {
   readonly topic: string
   readonly resolve: (message: WorkerMessage) => void
   readonly reject: (error: ChannelError) => void
-  readonly timer: ReturnType<typeof setTimeout>
+  readonly timer: TimerHandle
 }
+
+/** Up to this many bytes, the hello and the requests pipelined behind it are written as one buffer. */
+const EARLY_COALESCE_BYTES = 64 * 1024
 
 const toBuffer = (chunk: unknown): Buffer =>
   Buffer.isBuffer(chunk)
@@ -346,16 +349,14 @@ export class ParentLink {
       socket.once("end", onGone)
       socket.once("close", onGone)
       try {
-        for (const chunk of encodeFrame({
-          kind: "hello",
-          version: PROTOCOL_VERSION,
-          jobId: this.options.jobId,
-          token: this.options.token
-        })) {
-          socket.write(chunk)
-        }
+        const chunks = encodeFrame({ kind: "hello", version: PROTOCOL_VERSION, jobId: this.options.jobId, token: this.options.token })
         // pipelined: the parent reads them once it has accepted the hello
-        for (const early of this.early) for (const chunk of early.chunks) socket.write(chunk)
+        for (const early of this.early) chunks.push(...early.chunks)
+        // small frames go out together: one write, and the parent reads hello and Started at once
+        let size = 0
+        for (const chunk of chunks) size += chunk.byteLength
+        if (chunks.length > 1 && size <= EARLY_COALESCE_BYTES) socket.write(Buffer.concat(chunks, size))
+        else for (const chunk of chunks) socket.write(chunk)
       } catch (error) {
         finish(false, `cannot send hello: ${messageOf(error)}`)
       }
