@@ -177,6 +177,6 @@ export async function run({ quick, log }) {
   ]
   return [
     ...rowsOf("Effect API", effect, "ClientExecutor.sendToJob in one fiber's loop; the raw request in the same loop"),
-    ...rowsOf("Promise facade", facade, "createProcessExecutor().sendToJob: each call runs a fiber")
+    ...rowsOf("Promise facade", facade, "createProcessExecutor().sendToJob: no fiber per call (the engine's fiberless path)")
   ]
 }

@@ -65,6 +65,8 @@ export async function run({ quick, log }) {
   })
   const pump = eventPump(executor)
   const flexecOnce = timedStart(executor, pump, workspace, "sd")
+  // names of the raw side's containers
+  let seq = 0
   const rawApiOnce = async () => {
     const name = `fxbench-raw-${process.pid}-${++seq}`
     const t0 = now()
