@@ -69,8 +69,8 @@ import { adapt, gpuIdsOf } from "./ResourceManager.js"
 import { Channel, ClientStatus, JobReturnCode, reasonOf, statusMessage, Topic } from "./Status.js"
 import { DEFAULT_MAX_FRAME_BYTES } from "./internal/codec.js"
 import { EventListeners, makeEventListeners } from "./internal/eventListeners.js"
-import { requestNowOf, SendNow } from "./internal/fastRequest.js"
-import type { SendNowFn } from "./internal/fastRequest.js"
+import { requestNowOf, SendNow, StatusNow } from "./internal/fastRequest.js"
+import type { SendNowFn, StatusNowFn } from "./internal/fastRequest.js"
 import { plainTimerFor } from "./internal/liveTimer.js"
 import { buildJobEnv } from "./internal/jobEnv.js"
 import { acquireOwnerLock } from "./internal/ownerLock.js"
@@ -734,6 +734,9 @@ export const makeJobExecutor = (
       })
     }
     Object.defineProperty(service, SendNow, { value: sendNow })
+    // a known job's status without a fiber (an id registered or remembered was valid)
+    const statusNow: StatusNowFn = (jobId) => registry.get(jobId)?.status ?? history.get(jobId)?.status
+    Object.defineProperty(service, StatusNow, { value: statusNow })
 
     // ---- recovery -------------------------------------------------------------------------
     if (recoverMode !== "off" && launcher.recover && launcher.capabilities.recover) {

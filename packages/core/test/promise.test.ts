@@ -77,6 +77,11 @@ describe("Promise facade", () => {
       const slow = await executor.sendToJob({ jobId: "job-1", channel: "test", topic: "hang", message, timeout: 30 }).catch((e: unknown) => e)
       expect(slow).toBeInstanceOf(RequestTimeout)
       expect(slow).toMatchObject({ jobId: "job-1", channel: "test", topic: "hang", timeout: 30 })
+      // a known job's status is read without a fiber; unknown and invalid ids run the Effect
+      expect(await executor.checkStatus("job-1")).toBe("started")
+      expect(await executor.getStatus("job-1")).toBe(2)
+      expect(await executor.checkStatus("job-2")).toBe("not started")
+      expect(await executor.checkStatus("../x").catch((e: unknown) => e)).toBeInstanceOf(InvalidJobId)
       // ids that are not registered go the Effect way, with its errors
       expect(await executor.sendToJob({ jobId: "job-2", channel: "test", topic: "echo", message }).catch((e: unknown) => e)).toBeInstanceOf(TargetUnreachable)
       expect(await executor.sendToJob({ jobId: "../x", channel: "test", topic: "echo", message }).catch((e: unknown) => e)).toBeInstanceOf(InvalidJobId)

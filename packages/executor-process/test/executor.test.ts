@@ -44,6 +44,40 @@ describe("createProcessExecutor", () => {
     }
   })
 
+  it("makes a V8 code cache of the worker runtime when it starts, and its jobs load the runtime with it", async () => {
+    const { workspace, runtimeDir } = deploy(
+      "job-cache",
+      `const worker = require("@flexec/core/worker")
+       worker.runJob({ run: () => worker[Symbol.for("flexec.workerCodeCache")] === "accepted" ? 0 : 7 })`
+    )
+    const executor = await createProcessExecutor({ client: { clientName: "site-1" }, instanceId: "smoke-cache", runtimeDir })
+    try {
+      const cache = path.join(runtimeDir, "node_modules", "@flexec", "core", "worker.cache")
+      const deadline = Date.now() + 20_000
+      while (!fs.existsSync(cache) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
+      expect(fs.existsSync(cache)).toBe(true)
+      await executor.startApp({ jobId: "job-cache", args: { workspace } })
+      // 0: the job's node accepted the cache (7: refused or absent)
+      expect((await executor.awaitCompletion("job-cache")).returnCode).toBe(0)
+    } finally {
+      await executor.close()
+    }
+    // workerCodeCache: false makes none (checked after a whole job, longer than making one takes)
+    const other = deploy(
+      "job-none",
+      `const worker = require("@flexec/core/worker")
+       worker.runJob({ run: () => worker[Symbol.for("flexec.workerCodeCache")] === "absent" ? 0 : 7 })`
+    )
+    const without = await createProcessExecutor({ client: { clientName: "site-1" }, instanceId: "smoke-nocache", runtimeDir: other.runtimeDir, workerCodeCache: false })
+    try {
+      await without.startApp({ jobId: "job-none", args: { workspace: other.workspace } })
+      expect((await without.awaitCompletion("job-none")).returnCode).toBe(0)
+      expect(fs.existsSync(path.join(other.runtimeDir, "node_modules", "@flexec", "core", "worker.cache"))).toBe(false)
+    } finally {
+      await without.close()
+    }
+  })
+
   it("aborts a job that ignores the abort and SIGTERM: aborted, and its process is gone", async () => {
     const { workspace, runtimeDir } = deploy(
       "job-stuck",

@@ -1,14 +1,15 @@
 /**
- * Requests without a fiber, for callers outside Effect (the Promise facade).
- * A job channel made by `openJobChannel` carries `RequestNow`; the engine's
- * service carries `SendNow`. Neither is part of the public interfaces: an
- * executor or channel made another way has none, and the facade then runs
- * the request as an Effect.
+ * Requests and status reads without a fiber, for callers outside Effect (the
+ * Promise facade). A job channel made by `openJobChannel` carries
+ * `RequestNow`; the engine's service carries `SendNow` and `StatusNow`. None
+ * is part of the public interfaces: an executor or channel made another way
+ * has none, and the facade then runs the Effect.
  */
 import type { Message } from "../Message.js"
 import type { ChannelRequest } from "../protocol/ChannelServer.js"
 import type { SendToJobParams } from "../ClientExecutor.js"
 import type { RequestError } from "../Errors.js"
+import type { ClientStatus } from "../Status.js"
 
 /** A request's outcome. */
 export type RequestOutcome =
@@ -33,3 +34,13 @@ export const requestNowOf = (channel: object): RequestNowFn | undefined =>
 
 /** The service's fiberless `sendToJob`, when it has one. */
 export const sendNowOf = (service: object): SendNowFn | undefined => (service as { readonly [SendNow]?: SendNowFn })[SendNow]
+
+/** The key of an executor service's fiberless status read. */
+export const StatusNow: unique symbol = Symbol.for("@flexec/core/StatusNow")
+
+/** A known job's status; `undefined` when the id is not known (the Effect then says what it is). */
+export type StatusNowFn = (jobId: string) => ClientStatus | undefined
+
+/** The service's fiberless status read, when it has one. */
+export const statusNowOf = (service: object): StatusNowFn | undefined =>
+  (service as { readonly [StatusNow]?: StatusNowFn })[StatusNow]

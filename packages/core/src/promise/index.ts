@@ -10,7 +10,8 @@ import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Queue } from "eff
 import type { Layer } from "effect"
 import { ClientExecutor } from "../ClientExecutor.js"
 import { eventListenersOf } from "../internal/eventListeners.js"
-import { sendNowOf } from "../internal/fastRequest.js"
+import { sendNowOf, statusNowOf } from "../internal/fastRequest.js"
+import { statusMessage } from "../Status.js"
 import type {
   ExecutorEvent,
   JobLogConfig,
@@ -90,6 +91,7 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
   const fanOut = (event: ExecutorEvent) => listeners.forEach((l) => l(event))
   const registry = eventListenersOf(service)
   const sendNow = sendNowOf(service)
+  const statusNow = statusNowOf(service)
   const removeListener = registry?.add(fanOut)
   const pump =
     registry !== undefined
@@ -144,8 +146,15 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
 
   return {
     startApp: (params) => run(service.startApp(params)),
-    checkStatus: (jobId) => run(service.checkStatus(jobId)),
-    getStatus: (jobId) => run(service.getStatus(jobId)),
+    // a known job's status is read without a fiber; anything else (unknown, invalid) runs the Effect
+    checkStatus: (jobId) => {
+      const status = statusNow?.(jobId)
+      return status !== undefined ? Promise.resolve(statusMessage(status)) : run(service.checkStatus(jobId))
+    },
+    getStatus: (jobId) => {
+      const status = statusNow?.(jobId)
+      return status !== undefined ? Promise.resolve(status) : run(service.getStatus(jobId))
+    },
     abortApp: (jobId) => run(service.abortApp(jobId)),
     abortTask: (jobId) => run(service.abortTask(jobId)),
     getRunInfo: (jobId) => run(service.getRunInfo(jobId)),
