@@ -156,9 +156,17 @@ interface Running {
 
 type LogEvent = Option.Option<LogLine>
 
-/** Publishes from a Node callback: a sliding PubSub never suspends, so no fiber is needed. */
+/**
+ * Publishes from a Node callback, without a fiber while there is room. When a
+ * subscriber lags a whole buffer behind, `unsafeOffer` refuses the event (it does
+ * not apply the sliding strategy): the event then goes through `PubSub.publish`,
+ * which drops the oldest one instead. Losing the newest would lose the end of the
+ * output, and a lagging subscriber's stream would never end.
+ */
 const publishSync = (pubsub: PubSub.PubSub<LogEvent>, event: LogEvent): void => {
-  pubsub.unsafeOffer(event)
+  if (pubsub.unsafeOffer(event)) return
+  // a sliding PubSub's publish never suspends; a shut-down one refuses (an interruption, ignored)
+  Effect.runSyncExit(PubSub.publish(pubsub, event))
 }
 
 /** The lines of the job as a Stream that ends when the job's output ends. */

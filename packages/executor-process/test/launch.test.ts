@@ -245,11 +245,16 @@ describe("logs", () => {
       const pull = yield* Stream.toPull(handle.logs!)
       const first = yield* pull
       expect(Chunk.isNonEmpty(first)).toBe(true)
-      // no more pulls until the job is done: it must finish regardless
+      // no more pulls until the job is done and its whole output has been read (the log file
+      // is written before each line is published): it must finish regardless, and the end of
+      // its output must reach this subscriber even though it lags a whole buffer behind
       expect((yield* waitExit(handle)).code).toBe(0)
+      yield* eventually("the whole log", () => readMaybe(path.join(dirs.jobDir, "log.txt"))?.includes("tail without newline") || undefined)
       const rest: Array<LogLine> = []
       for (;;) {
-        const next = yield* Effect.either(pull)
+        const next = yield* Effect.either(
+          pull.pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => Option.none<never>() }))
+        )
         if (next._tag === "Left") break
         rest.push(...Chunk.toReadonlyArray(next.right))
       }
