@@ -82,6 +82,15 @@ export const startEffectEchoPair = async (tag, options = {}) => {
   }
 }
 
+/** One timed raw echo of `rawPayload` (ms): the baseline of both RTT measurements. */
+const rawEcho = (peer, rawPayload) => async () => {
+  const t0 = now()
+  const reply = await peer.request(1, rawPayload)
+  const dt = now() - t0
+  if (reply.length !== rawPayload.length) throw new Error("bad raw echo")
+  return dt
+}
+
 /** Paired RTT through the Effect API: one fiber runs the loop, as an Effect user's code would. */
 const measureEffect = async ({ warm, n, payload, rawPayload }) => {
   const pair = await startEffectEchoPair("rtt-effect")
@@ -95,13 +104,7 @@ const measureEffect = async ({ warm, n, payload, rawPayload }) => {
       return dt
     })
   })
-  const rawOnce = Effect.promise(async () => {
-    const t0 = now()
-    const reply = await peer.request(1, rawPayload)
-    const dt = now() - t0
-    if (reply.length !== rawPayload.length) throw new Error("bad raw echo")
-    return dt
-  })
+  const rawOnce = Effect.promise(rawEcho(peer, rawPayload))
   try {
     return await runtime.runPromise(
       Effect.gen(function* () {
@@ -128,7 +131,7 @@ const measureEffect = async ({ warm, n, payload, rawPayload }) => {
   }
 }
 
-/** Paired RTT through the Promise facade (`createProcessExecutor`): one fiber per call. */
+/** Paired RTT through the Promise facade (`createProcessExecutor`): no fiber per call (the engine's fiberless path). */
 const measurePromise = async ({ warm, n, payload, rawPayload }) => {
   const pair = await startEchoPair("rtt")
   const { executor, jobId, peer } = pair
@@ -140,15 +143,8 @@ const measurePromise = async ({ warm, n, payload, rawPayload }) => {
     if (reply.payload.d.length !== payload.d.length) throw new Error("bad echo")
     return dt
   }
-  const rawOnce = async () => {
-    const t0 = now()
-    const reply = await peer.request(1, rawPayload)
-    const dt = now() - t0
-    if (reply.length !== rawPayload.length) throw new Error("bad raw echo")
-    return dt
-  }
   try {
-    return await interleaved({ warm, n }, flexecOnce, rawOnce)
+    return await interleaved({ warm, n }, flexecOnce, rawEcho(peer, rawPayload))
   } finally {
     await pair.close()
   }

@@ -8,6 +8,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
+import { waitUntil as waitFor } from "@flexec/testing"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 /** The built command. */
@@ -60,13 +61,11 @@ export const runCli = async (args: ReadonlyArray<string>, deadlineMs = 60_000, e
   return { code, stdout: cli.stdout(), stderr: cli.stderr() }
 }
 
-/** Polls `predicate` every 25 ms until it holds; fails after `ms`. */
+/** `@flexec/testing`'s `waitUntil` for a predicate; the failure says `what()` as it is then (e.g. the output so far). */
 export const waitUntil = async (predicate: () => boolean, ms: number, what: () => string): Promise<void> => {
-  const deadline = Date.now() + ms
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`)
-    await new Promise((r) => setTimeout(r, 25))
-  }
+  await waitFor("the condition", () => (predicate() ? true : undefined), ms).catch(() => {
+    throw new Error(`timed out after ${ms} ms waiting for ${what()}`)
+  })
 }
 
 /** A temporary job folder `<tmp>/<jobId>`: meta.json (none when `meta` is null) and app/main.js. */

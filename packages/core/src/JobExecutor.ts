@@ -644,26 +644,28 @@ export const makeJobExecutor = (
         ? (payload as Record<string, any>)
         : {}
 
+    /** `sendToJob`'s parameters as a channel request: they are one as they are once they name a timeout. */
+    const channelRequestOf = (params: SendToJobParams): ChannelRequest =>
+      params.timeout !== undefined
+        ? (params as ChannelRequest)
+        : { channel: params.channel, topic: params.topic, message: params.message, timeout: queryTimeout }
+
+    /** The log line of a failed `sendToJob` (debug for an optional request). */
+    const sendFailureLog = (params: SendToJobParams, error: { readonly message: string }) =>
+      params.optional
+        ? Effect.logDebug(`sendToJob ${params.jobId}: ${error.message}`)
+        : Effect.logWarning(`sendToJob ${params.jobId}: ${error.message}`)
+
     const sendToJob = (params: SendToJobParams): Effect.Effect<Message.Message, RequestError | InvalidJobId> =>
       Effect.suspend(() => {
         // a registered id was validated when it was registered
         const known = registry.get(params.jobId as JobId)?.channel
-        // the parameters are a ChannelRequest as they are once they name a timeout
-        const req: ChannelRequest =
-          params.timeout !== undefined
-            ? (params as ChannelRequest)
-            : { channel: params.channel, topic: params.topic, message: params.message, timeout: queryTimeout }
+        const req = channelRequestOf(params)
         const reply: Effect.Effect<Message.Message, RequestError | InvalidJobId> =
           known !== undefined
             ? known.request(req)
             : Effect.flatMap(Effect.flatMap(decodeJobId(params.jobId), channelOf), (ch) => ch.request(req))
-        return reply.pipe(
-          Effect.tapError((e) =>
-            params.optional
-              ? Effect.logDebug(`sendToJob ${params.jobId}: ${e.message}`)
-              : Effect.logWarning(`sendToJob ${params.jobId}: ${e.message}`)
-          )
-        )
+        return reply.pipe(Effect.tapError((e) => sendFailureLog(params, e)))
       })
 
     const abortApp = (jobId: string) =>
@@ -721,15 +723,8 @@ export const makeJobExecutor = (
       const channel = registry.get(params.jobId as JobId)?.channel
       const now = channel === undefined ? undefined : requestNowOf(channel)
       if (now === undefined) return false
-      const req: ChannelRequest =
-        params.timeout !== undefined
-          ? (params as ChannelRequest)
-          : { channel: params.channel, topic: params.topic, message: params.message, timeout: queryTimeout }
-      return now(req, (outcome) => {
-        if (!outcome.ok) {
-          const text = `sendToJob ${params.jobId}: ${outcome.error.message}`
-          Runtime.runFork(engineRuntime)(params.optional ? Effect.logDebug(text) : Effect.logWarning(text))
-        }
+      return now(channelRequestOf(params), (outcome) => {
+        if (!outcome.ok) Runtime.runFork(engineRuntime)(sendFailureLog(params, outcome.error))
         done(outcome)
       })
     }

@@ -4,7 +4,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { createProcessExecutor } from "../src/index.js"
 import { isDead } from "./helpers.js"
-import { waitForStarted } from "@flexec/testing"
+import { waitForStarted, waitUntil } from "@flexec/testing"
 
 // Smoke tests of the wrappers through the engine (the engine-level suite lives elsewhere).
 
@@ -53,9 +53,7 @@ describe("createProcessExecutor", () => {
     const executor = await createProcessExecutor({ client: { clientName: "site-1" }, instanceId: "smoke-cache", runtimeDir })
     try {
       const cache = path.join(runtimeDir, "node_modules", "@flexec", "core", "worker.cache")
-      const deadline = Date.now() + 20_000
-      while (!fs.existsSync(cache) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20))
-      expect(fs.existsSync(cache)).toBe(true)
+      await waitUntil("the worker runtime's code cache", () => fs.existsSync(cache) || undefined)
       await executor.startApp({ jobId: "job-cache", args: { workspace } })
       // 0: the job's node accepted the cache (7: refused or absent)
       expect((await executor.awaitCompletion("job-cache")).returnCode).toBe(0)

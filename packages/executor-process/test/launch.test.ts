@@ -356,7 +356,7 @@ describe("pid file", () => {
     }))
 })
 
-describe.runIf(process.getuid?.() === 0)("as root, with uid and gid", () => {
+describe.runIf(process.getuid?.() === 0)("as root, with uid and gid [skipped unless root: setuid needs it]", () => {
   it.scopedLive("runs the job as that user and gives it the log file", () =>
     Effect.gen(function* () {
       const dirs = yield* makeDirs()

@@ -346,7 +346,7 @@ export const unsafeMakeFramedStream = (
   return { framed, release }
 }
 
-/** Options of `makeConnection`. */
+/** Options of `makeIdleConnection`. */
 export interface ConnectionOptions {
   /** The job at the other end (named in errors). */
   readonly jobId: string
@@ -481,21 +481,10 @@ const outcomeEffect = (outcome: RequestOutcome): Effect.Effect<Message, RequestE
  * Effect's live one, and with `Effect.timeoutFail` otherwise (so `TestClock`
  * drives request timeouts in tests). Incoming requests run as fibers of the
  * connection, at most `maxConcurrentRequests` at a time.
- */
-export const makeConnection = (
-  framed: FramedStream,
-  options: ConnectionOptions
-): Effect.Effect<Connection, never, Scope.Scope> =>
-  Effect.map(makeIdleConnection(framed, options), (idle) => {
-    idle.listen()
-    return idle.connection
-  })
-
-/**
- * `makeConnection` without reading yet: the connection is set up, and reads
- * (and dispatches the peer's frames) from `listen()` on. The channel server
- * sets one up while the job's hello is on its way, and listens once it has
- * accepted the hello, synchronously.
+ *
+ * The connection is made idle: it reads (and dispatches the peer's frames) from
+ * `listen()` on. The channel server sets one up while the job's hello is on its
+ * way, and listens, synchronously, once it has accepted the hello.
  */
 export const makeIdleConnection = (
   framed: FramedStream,
