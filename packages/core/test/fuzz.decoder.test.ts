@@ -15,6 +15,7 @@ import {
   type FrameHeader,
   MAX_HEADER_BYTES
 } from "../src/internal/codec.js"
+import { retainedMemorySync } from "./support/memory.js"
 
 const LONG = process.env.FLEXEC_FUZZ_LONG === "1"
 const scale = (n: number) => (LONG ? n * 50 : n)
@@ -175,7 +176,7 @@ describe("fuzz: frame decoder", () => {
     )
   }, 120_000 * (LONG ? 50 : 1))
 
-  it("a hostile length does not make it allocate beyond maxFrame (arrayBuffers measured)", () => {
+  it("a hostile length does not make it allocate beyond maxFrame (retained arrayBuffers measured after a forced collection)", () => {
     const maxFrame = 1 << 20
     // 64 MiB of payload streamed as views of one 1 MiB buffer: no new allocation by the test
     const block = Buffer.alloc(1 << 20, 0x41)
@@ -186,7 +187,7 @@ describe("fuzz: frame decoder", () => {
       counts.cases++
       const prefix = Buffer.concat([u32(claim), u32(header.length), header])
       const decoder = new FrameDecoder(maxFrame)
-      const before = process.memoryUsage().arrayBuffers
+      const before = retainedMemorySync().arrayBuffers
       let oversize = 0
       decoder.push(prefix, (e) => {
         if (e.type === "oversize") oversize++
@@ -195,7 +196,7 @@ describe("fuzz: frame decoder", () => {
         decoder.push(block, () => {})
         worst = Math.max(worst, decoder.buffered)
       }
-      const grown = process.memoryUsage().arrayBuffers - before
+      const grown = retainedMemorySync().arrayBuffers - before
       counts.bytes += 64 * (1 << 20)
       expect(oversize).toBe(1)
       // one header buffer at most; nothing near the claimed size
@@ -205,10 +206,10 @@ describe("fuzz: frame decoder", () => {
     expect(worst).toBeLessThanOrEqual(header.length + 8)
     // exactly maxFrame: one buffer of maxFrame, no more
     const decoder = new FrameDecoder(maxFrame)
-    const before = process.memoryUsage().arrayBuffers
+    const before = retainedMemorySync().arrayBuffers
     decoder.push(Buffer.concat([u32(maxFrame), u32(header.length), header]), () => {})
     decoder.push(block.subarray(0, 1000), () => {})
-    const grown = process.memoryUsage().arrayBuffers - before
+    const grown = retainedMemorySync().arrayBuffers - before
     expect(decoder.buffered).toBe(4 + header.length + 1000)
     expect(grown).toBeLessThanOrEqual(maxFrame + 64 * 1024)
     counts.cases++

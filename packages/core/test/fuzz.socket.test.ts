@@ -19,6 +19,7 @@ import { type DecodeEvent, encodeFrameBuffer, FrameDecoder, MAX_HEADER_BYTES } f
 import * as Message from "../src/Message.js"
 import { openJobChannel } from "../src/protocol/ChannelServer.js"
 import type { JobChannel } from "../src/protocol/ChannelServer.js"
+import { retainedMemory } from "./support/memory.js"
 
 const LONG = process.env.FLEXEC_FUZZ_LONG === "1"
 const RUNS = LONG ? 3_125 : 63
@@ -154,7 +155,7 @@ describe("fuzz: hello handshake and channel over real sockets", () => {
         ).pipe(Logger.withMinimumLogLevel(LogLevel.None))
       )
       const job = await connectJob(channel.info.socketPath)
-      const baseline = process.memoryUsage().arrayBuffers
+      const baseline = (await retainedMemory()).arrayBuffers
       const roundTrip = async (n: number) => {
         const reply = await Effect.runPromise(
           channel.request({ channel: "c", topic: "t", message: Message.make({ n }), timeout: "5 seconds" })
@@ -172,7 +173,7 @@ describe("fuzz: hello handshake and channel over real sockets", () => {
           // the job is still the one connection, and still answers
           expect(await Effect.runPromise(channel.isConnected)).toBe(true)
           await roundTrip(counts.cases)
-          const growth = process.memoryUsage().arrayBuffers - baseline
+          const growth = (await retainedMemory()).arrayBuffers - baseline
           counts.peakGrowth = Math.max(counts.peakGrowth, growth)
           // 16 connections, each at most a hello-sized frame (64 KiB) plus socket buffers
           if (growth > 64 * 1024 * 1024) counts.leaks++

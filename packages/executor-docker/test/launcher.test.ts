@@ -209,11 +209,9 @@ describe.skipIf(!ready)("DockerJobLauncher against a real engine [needs a Docker
     try {
       await pollUntil("the job to print ready", () => (logs.lines.some((l) => l.line === "ready") ? true : undefined))
       expect(await Effect.runPromise(handle.poll)).toEqual(Option.none())
-      const started = Date.now()
       await Effect.runPromise(handle.terminate({ killAfter: Duration.seconds(1) }))
       const jobExit = await Effect.runPromise(handle.wait.pipe(Effect.timeout(Duration.seconds(30))))
       expect(jobExit.signal).toBe("SIGKILL")
-      expect(Date.now() - started).toBeLessThan(30_000)
       await logs.done()
       expect(logs.lines.map((l) => l.line)).toContain("ignoring SIGTERM")
       // idempotent once it ended

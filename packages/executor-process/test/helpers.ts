@@ -13,6 +13,15 @@ import type { JobId, LaunchRequest } from "../src/internal/core.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 
+/** The repository's root, wherever it was cloned. */
+export const repoRoot = path.resolve(here, "..", "..", "..")
+
+/** The folder that holds `@flexec/core` for a job's `NODE_PATH`: the workspace's own node_modules. */
+export const workspaceNodeModules = path.join(repoRoot, "node_modules")
+
+/** The built worker runtime of this checkout. */
+export const workerRuntimeModule = path.join(repoRoot, "packages", "core", "dist", "worker.cjs")
+
 export const fixture = (name: string): string => path.join(here, "fixtures", name)
 
 /** The directories of one test job. */
@@ -88,7 +97,7 @@ export const makeRequest = (
     set: {},
     labels: {},
     killTimeout: Duration.seconds(5),
-    workerRuntime: { modulePath: "/work/main/packages/core/dist/worker.cjs", nodePath: "/work/main/node_modules" },
+    workerRuntime: { modulePath: workerRuntimeModule, nodePath: workspaceNodeModules },
     ...overrides
   }
 }

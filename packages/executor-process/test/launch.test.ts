@@ -5,7 +5,7 @@ import * as path from "node:path"
 import { ProcessJobLauncher, processCapabilities } from "../src/ProcessJobLauncher.js"
 import { LaunchFailed } from "../src/internal/core.js"
 import type { JobHandle, LogLine } from "../src/internal/core.js"
-import { eventually, fixture, isDead, makeDirs, makeRequest, node, readMaybe } from "./helpers.js"
+import { eventually, fixture, isDead, makeDirs, makeRequest, node, readMaybe, repoRoot, workspaceNodeModules } from "./helpers.js"
 
 const launcher = ProcessJobLauncher.make()
 
@@ -47,7 +47,7 @@ describe("ProcessJobLauncher.launch", () => {
       expect(report.env).toEqual({
         ...env,
         CUDA_VISIBLE_DEVICES: "0,2",
-        NODE_PATH: `/work/main/node_modules${path.delimiter}/opt/extra`
+        NODE_PATH: `${workspaceNodeModules}${path.delimiter}/opt/extra`
       })
       expect(report.env.FLEXEC_TEST_PARENT_ONLY).toBeUndefined()
     }))
@@ -58,7 +58,7 @@ describe("ProcessJobLauncher.launch", () => {
       const handle = yield* launcher.launch(makeRequest(dirs, node("echo.cjs")))
       const report = JSON.parse((yield* collectLogs(handle))[0]!.line) as { env: Record<string, string> }
       expect(report.env.CUDA_VISIBLE_DEVICES).toBe("")
-      expect(report.env.NODE_PATH).toBe("/work/main/node_modules")
+      expect(report.env.NODE_PATH).toBe(workspaceNodeModules)
     }))
 
   it.scopedLive("lets a CommonJS app outside the repo require @flexec/core through NODE_PATH", () =>
@@ -68,7 +68,7 @@ describe("ProcessJobLauncher.launch", () => {
       fs.copyFileSync(fixture("worker-require.cjs"), script)
       const handle = yield* launcher.launch(makeRequest(dirs, [process.execPath, script]))
       const lines = yield* collectLogs(handle)
-      expect(lines.map((l) => l.line)).toEqual([fs.realpathSync("/work/main/packages/core/package.json")])
+      expect(lines.map((l) => l.line)).toEqual([fs.realpathSync(path.join(repoRoot, "packages", "core", "package.json"))])
       expect((yield* waitExit(handle)).code).toBe(0)
     }))
 
