@@ -15,6 +15,17 @@ export default tseslint.config(
     }
   },
   {
+    // @flexec/testing loads without vitest: only its lazy loader may name it (types aside)
+    files: ["packages/testing/src/**/*.ts"],
+    ignores: ["packages/testing/src/internal/vitest.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { paths: [
+        { name: "vitest", message: "import describe/it/expect from internal/vitest.js: @flexec/testing must load without vitest", allowTypeImports: true },
+        { name: "@effect/vitest", message: "@flexec/testing must load without vitest", allowTypeImports: true }
+      ] }]
+    }
+  },
+  {
     files: ["**/*.js", "**/*.cjs", "**/*.mjs"],
     languageOptions: { globals: { process: "readonly", require: "readonly", module: "writable", console: "readonly", Buffer: "readonly", setTimeout: "readonly", clearTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", __dirname: "readonly" } },
     rules: { "@typescript-eslint/no-require-imports": "off" }

@@ -12,7 +12,7 @@ export default defineConfig([{
   target: "node20",
   removeNodeProtocol: false
 }, {
-  // the flexec command (package.json "bin": ./dist/bin.cjs)
+  // the flexec command (package.json "bin" is ./bin/*.cjs, a committed loader of this file)
   entry: { bin: "src/bin.ts" },
   format: ["cjs"],
   dts: false,

@@ -13,7 +13,7 @@ export default defineConfig([{
   // fixtures/worker.cjs is shipped as it is, never bundled; core and its worker runtime stay imports
   external: ["@flexec/core", "@flexec/core/worker", "effect", "vitest", "@effect/vitest"]
 }, {
-  // the flexec-conformance command (package.json "bin": ./dist/bin.cjs)
+  // the flexec-conformance command (package.json "bin" is ./bin/*.cjs, a committed loader of this file)
   entry: { bin: "src/bin.ts" },
   format: ["cjs"],
   dts: false,

@@ -8,7 +8,7 @@ import type { Capabilities, ExecutorEvent, JobExit, JobHandle, JobLauncher, Reco
 import { ClientStatus, makeJobExecutor, Message } from "@flexec/core"
 import { Deferred, Effect, Exit, Option, Scope, Stream } from "effect"
 import * as path from "node:path"
-import { describe, expect, it } from "vitest"
+import { describe, expect, it } from "../internal/vitest.js"
 import { fixtureFacts } from "../fixtures.js"
 import { MockResourceManager, mockClient } from "../mocks.js"
 import type { ConformanceContext, ConformanceOptions, Harness, HarnessOptions } from "./harness.js"

@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { describe } from "vitest"
+import { describe } from "../internal/vitest.js"
 import { allGroups } from "./groups.js"
 import type { ConformanceContext, ConformanceOptions } from "./harness.js"
 import { makeContext } from "./harness.js"
