@@ -1,0 +1,136 @@
+/**
+ * The packages as a consumer gets them: every workspace package is packed with
+ * `npm pack`, the tarballs are installed in a fresh directory outside the
+ * repository (no vitest there: it is an optional peer), and then
+ * - every package and subpath export is `require`d and `import`ed;
+ * - a CommonJS script drives a mock resource manager and the in-memory backend
+ *   through the real engine, and an ES module script uses them too;
+ * - a consumer file type-checks under `moduleResolution` node16 (CJS and ESM
+ *   files) and bundler, with `skipLibCheck` off.
+ */
+import { execFileSync } from "node:child_process"
+import * as fs from "node:fs"
+import { createRequire } from "node:module"
+import * as os from "node:os"
+import * as path from "node:path"
+import { fileURLToPath } from "node:url"
+import { afterAll, beforeAll, describe, expect, it } from "vitest"
+
+const here = path.dirname(fileURLToPath(import.meta.url))
+const repoRoot = path.resolve(here, "..", "..")
+const tsc = createRequire(import.meta.url).resolve("typescript/bin/tsc")
+
+interface Manifest {
+  readonly name: string
+  readonly private?: boolean
+  readonly exports?: Record<string, unknown>
+}
+
+const packages = fs
+  .readdirSync(path.join(repoRoot, "packages"))
+  .map((dir) => path.join(repoRoot, "packages", dir))
+  .filter((dir) => fs.existsSync(path.join(dir, "package.json")))
+  .map((dir) => ({ dir, manifest: JSON.parse(fs.readFileSync(path.join(dir, "package.json"), "utf8")) as Manifest }))
+  .filter((p) => p.manifest.private !== true)
+
+/** Every entry a consumer can load: `name` and `name/<subpath>` (package.json and assets aside). */
+const entries = packages.flatMap(({ manifest }) =>
+  Object.keys(manifest.exports ?? { ".": null })
+    .filter((key) => key !== "./package.json")
+    .map((key) => (key === "." ? manifest.name : `${manifest.name}/${key.slice(2)}`))
+)
+
+let root = ""
+let consumer = ""
+const run = (cmd: string, args: ReadonlyArray<string>, cwd: string) =>
+  execFileSync(cmd, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, npm_config_audit: "false", npm_config_fund: "false" } })
+
+beforeAll(() => {
+  root = fs.mkdtempSync(path.join(os.tmpdir(), "flexec-consumer-"))
+  const tarballs = path.join(root, "tarballs")
+  fs.mkdirSync(tarballs)
+  const files = packages.map(({ dir }) => path.join(tarballs, run("npm", ["pack", "--silent", "--pack-destination", tarballs], dir).trim().split("\n").pop()!))
+  consumer = path.join(root, "consumer")
+  fs.mkdirSync(consumer)
+  fs.writeFileSync(path.join(consumer, "package.json"), JSON.stringify({ name: "flexec-consumer", private: true, version: "0.0.0" }, null, 2))
+  run("npm", ["install", "--no-package-lock", ...files, "@types/node@^20.19.0"], consumer)
+  for (const file of fs.readdirSync(path.join(here, "..", "consumer"))) fs.copyFileSync(path.join(here, "..", "consumer", file), path.join(consumer, file))
+})
+
+afterAll(() => {
+  if (root !== "") fs.rmSync(root, { recursive: true, force: true })
+})
+
+describe("a consumer of the packed packages", () => {
+  it("has no vitest installed (an optional peer of @flexec/testing), and a 3.x effect", () => {
+    expect(fs.existsSync(path.join(consumer, "node_modules", "vitest"))).toBe(false)
+    const effect = JSON.parse(fs.readFileSync(path.join(consumer, "node_modules", "effect", "package.json"), "utf8")) as { version: string }
+    expect(effect.version).toMatch(/^3\./)
+  })
+
+  it.each(entries)("requires and imports %s", (entry) => {
+    const loaded = { cjs: -1, esm: -1 }
+    loaded.cjs = Number(run(process.execPath, ["-e", `console.log(Object.keys(require(${JSON.stringify(entry)})).length)`], consumer).trim())
+    loaded.esm = Number(
+      run(process.execPath, ["--input-type=module", "-e", `const m = await import(${JSON.stringify(entry)}); console.log(Object.keys(m).length)`], consumer).trim()
+    )
+    expect(loaded.cjs, `require("${entry}") exports nothing`).toBeGreaterThan(0)
+    expect(loaded.esm, `import("${entry}") exports nothing`).toBeGreaterThan(0)
+  })
+
+  it("drives a mock resource manager and the in-memory backend from CommonJS, through the engine", () => {
+    const out = JSON.parse(run(process.execPath, ["drive.cjs"], consumer).trim().split("\n").pop()!) as Record<string, unknown>
+    // aborted (9), the echo's reply, the allocation freed exactly once
+    expect(out).toEqual({ vitest: "absent", reply: { hi: "consumer" }, returnCode: 9, freed: 1 })
+  })
+
+  it("uses the mocks and the in-memory backend from an ES module", () => {
+    const out = JSON.parse(run(process.execPath, ["drive.mjs"], consumer).trim()) as Record<string, unknown>
+    expect(out).toEqual({
+      runJob: "function",
+      toPromiseExecutor: "function",
+      makeJobExecutor: "function",
+      client: expect.any(String),
+      check: true,
+      launcher: expect.any(String),
+      argv: 3
+    })
+  })
+
+  const source = [
+    `import { ClientExecutor, ClientStatus, type JobOutcome } from "@flexec/core"`,
+    `import { runJob, ConfigError } from "@flexec/core/worker"`,
+    `import { toPromiseExecutor, type PromiseExecutor } from "@flexec/core/promise"`,
+    `import { createProcessExecutor, ProcessJobExecutor } from "@flexec/executor-process"`,
+    `import { createDockerExecutor, DockerJobExecutor } from "@flexec/executor-docker"`,
+    `import { conformanceSuite, InMemoryJobLauncher, MockResourceManager, mockClient } from "@flexec/testing"`,
+    `import * as cli from "@flexec/cli"`,
+    `export const used = [ClientExecutor, ClientStatus.Started, runJob, ConfigError, toPromiseExecutor, createProcessExecutor,`,
+    `  ProcessJobExecutor.layer, createDockerExecutor, DockerJobExecutor, conformanceSuite, InMemoryJobLauncher.unsafeMake, MockResourceManager, mockClient, cli]`,
+    `export type Used = [JobOutcome, PromiseExecutor]`,
+    `export const started: Promise<PromiseExecutor> = createProcessExecutor({ client: mockClient() })`
+  ].join("\n")
+  const fixtureSource = `import fixtures = require("@flexec/testing/fixtures/worker.cjs")\nexport const names: ReadonlyArray<string> = Object.keys(fixtures.fixtures)\n`
+
+  it.each([
+    { resolution: "node16", files: { "check.cts": source, "check.mts": source, "fixture.cts": fixtureSource } },
+    { resolution: "bundler", files: { "check.ts": source } }
+  ])("type-checks under moduleResolution $resolution", ({ resolution, files }) => {
+    const dir = path.join(consumer, `tsc-${resolution}`)
+    fs.mkdirSync(dir, { recursive: true })
+    for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text)
+    const compilerOptions =
+      resolution === "node16" ? { module: "node16", moduleResolution: "node16" } : { module: "esnext", moduleResolution: "bundler" }
+    fs.writeFileSync(
+      path.join(dir, "tsconfig.json"),
+      JSON.stringify({ compilerOptions: { ...compilerOptions, target: "es2022", strict: true, noEmit: true, skipLibCheck: false, types: ["node"] }, include: ["*"] })
+    )
+    let output = ""
+    try {
+      run(process.execPath, [tsc, "-p", dir], dir)
+    } catch (error) {
+      output = String((error as { stdout?: string }).stdout ?? error)
+    }
+    expect(output).toBe("")
+  })
+})
