@@ -14,7 +14,9 @@ const main = async () => {
   try {
     require.resolve("vitest/package.json")
     vitest = "present"
-  } catch {}
+  } catch {
+    // not installed: what a consumer of the packed packages should see
+  }
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "flexec-consumer-"))
   const client = mockClient()
   const layer = Layer.scoped(
