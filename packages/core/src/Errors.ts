@@ -234,3 +234,36 @@ export const FlexecError = Schema.Union(
 
 /** Any flexec error. */
 export type FlexecError = typeof FlexecError.Type
+
+/**
+ * A resource requirement a manager cannot read: not an object, or a value of
+ * the wrong type (a negative or fractional count, a string...). The managers'
+ * methods cannot fail with it (the `ResourceManager` interface has no error
+ * channel for them): they die with it, so `Effect.catchSomeDefect` or
+ * `Cause.dieOption` picks it out, and the Promise facade rejects with it.
+ */
+export class InvalidResourceRequirement extends Schema.TaggedError<InvalidResourceRequirement>()(
+  "InvalidResourceRequirement",
+  {
+    manager: Schema.String,
+    reason: Schema.String
+  }
+) {
+  override get message(): string {
+    return `${this.manager}: invalid resource requirement: ${this.reason}`
+  }
+}
+
+/**
+ * A resource manager's configuration that cannot work: thrown by the
+ * constructors, and the typed failure of `GpuResourceManager.make` (more GPUs
+ * asked for than are available, more memory per GPU than a GPU has...).
+ */
+export class InvalidResourceConfig extends Schema.TaggedError<InvalidResourceConfig>()("InvalidResourceConfig", {
+  manager: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.manager}: invalid configuration: ${this.reason}`
+  }
+}

@@ -21,18 +21,12 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect } from "effect"
-import { spawn } from "node:child_process"
+import { Effect } from "effect"
+import { InvalidResourceConfig, InvalidResourceRequirement } from "./Errors.js"
+import type { GpuInfo } from "./GpuDiscovery.js"
+import { nvidiaSmiDiscovery } from "./GpuDiscovery.js"
 import type { ResourceTokenInvalid } from "./Errors.js"
-import {
-  expirationOf,
-  InvalidResourceConfig,
-  InvalidResourceRequirement,
-  makeBook,
-  reportOf,
-  requireRecord
-} from "./internal/reservations.js"
-import type { Book } from "./internal/reservations.js"
+import { bookedManager, expirationOf, makeBook, requireRecord } from "./internal/reservations.js"
 import type { Allocation, CheckResult, ResourceManager, ResourceRequirement } from "./ResourceManager.js"
 
 const NAME = "GpuResourceManager"
@@ -41,13 +35,6 @@ const NAME = "GpuResourceManager"
 export const NUM_OF_GPUS_KEY = "num_of_gpus"
 /** The requirement key of the memory per GPU, in GiB (NVFlare's). */
 export const MEM_PER_GPU_KEY = "mem_per_gpu_in_GiB"
-
-/** A host GPU: its index (as `nvidia-smi` and `CUDA_VISIBLE_DEVICES` number it) and total memory. */
-export interface GpuInfo {
-  readonly id: number
-  /** Total memory in MiB; `undefined` when it could not be determined. */
-  readonly memoryMiB?: number | undefined
-}
 
 /** Options shared by the constructor and `make`. */
 export interface GpuResourceManagerBaseOptions {
@@ -76,137 +63,6 @@ export interface GpuResourceManagerMakeOptions extends GpuResourceManagerBaseOpt
   readonly discovery?: Effect.Effect<ReadonlyArray<GpuInfo>>
 }
 
-/** Options of the default discovery. */
-export interface NvidiaSmiOptions {
-  /** The executable to run. Default `"nvidia-smi"` (looked up on `PATH`). */
-  readonly command?: string
-  /** Where `CUDA_VISIBLE_DEVICES` is read from. Default `process.env`. */
-  readonly env?: Readonly<Record<string, string | undefined>>
-  /** How long `nvidia-smi` may run. Default 10 s. */
-  readonly timeout?: Duration.DurationInput
-}
-
-/** The `nvidia-smi` arguments of the default discovery. */
-export const NVIDIA_SMI_ARGS: ReadonlyArray<string> = [
-  "--query-gpu=index,memory.total",
-  "--format=csv,noheader,nounits"
-]
-
-const MAX_OUTPUT = 1 << 20
-
-/**
- * Parses `nvidia-smi --query-gpu=index,memory.total --format=csv,noheader,nounits`
- * output: one `index, MiB` line per GPU. Lines without an integer index are
- * skipped; an unreadable memory (e.g. `[N/A]`) gives `memoryMiB: undefined`.
- */
-export const parseNvidiaSmi = (output: string): ReadonlyArray<GpuInfo> => {
-  const gpus: Array<GpuInfo> = []
-  for (const line of output.split(/\r?\n/)) {
-    const [index, memory] = line.split(",").map((s) => s.trim())
-    if (index === undefined || !/^\d+$/.test(index)) continue
-    const mib = memory !== undefined && /^\d+(\.\d+)?$/.test(memory) ? Number(memory) : undefined
-    gpus.push({ id: Number(index), memoryMiB: mib })
-  }
-  return gpus
-}
-
-/**
- * The host GPU ids a process may use under `CUDA_VISIBLE_DEVICES`, with
- * NVFlare's rules: unset → all host ids; empty or blank → none; otherwise the
- * comma list is read left to right, stopping at the first empty item or id the
- * host does not have (`"0,2,-1,1"` → `[0, 2]`), dropping duplicates; any item
- * that is not an integer (a GPU UUID or MIG id) → all host ids.
- */
-export const visibleGpuIds = (
-  cudaVisibleDevices: string | undefined,
-  hostIds: ReadonlyArray<number>
-): ReadonlyArray<number> => {
-  if (cudaVisibleDevices === undefined) return [...hostIds]
-  if (cudaVisibleDevices.trim() === "") return []
-  const items = cudaVisibleDevices.split(",").map((s) => s.trim())
-  if (items.some((item) => item !== "" && !/^[+-]?\d+$/.test(item))) return [...hostIds]
-  const ids: Array<number> = []
-  for (const item of items) {
-    if (item === "") break
-    const id = Number(item)
-    if (!hostIds.includes(id)) break
-    if (!ids.includes(id)) ids.push(id)
-  }
-  return ids
-}
-
-/**
- * Runs `nvidia-smi` and answers the host's GPUs. A missing `nvidia-smi`
- * answers `[]`; a failure, an exit code other than 0 or a timeout answers `[]`
- * with a warning in the Effect log. The process lives in a scope: it is
- * killed if the wait is interrupted or times out.
- */
-export const queryNvidiaSmi = (options?: NvidiaSmiOptions): Effect.Effect<ReadonlyArray<GpuInfo>> => {
-  const command = options?.command ?? "nvidia-smi"
-  const timeout = options?.timeout ?? Duration.seconds(10)
-  type Done = { readonly code: number | null; readonly signal: NodeJS.Signals | null; readonly stdout: string }
-  return Effect.acquireRelease(
-    Effect.try({
-      try: () => spawn(command, NVIDIA_SMI_ARGS, { stdio: ["ignore", "pipe", "ignore"], windowsHide: true }),
-      catch: (e) => (e instanceof Error ? e : new Error(String(e))) as NodeJS.ErrnoException
-    }),
-    (child) =>
-      Effect.sync(() => {
-        if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) child.kill("SIGKILL")
-      })
-  ).pipe(
-    Effect.flatMap((child) =>
-      Effect.async<Done, NodeJS.ErrnoException>((resume) => {
-        let stdout = ""
-        let settled = false
-        child.stdout!.setEncoding("utf8")
-        child.stdout!.on("data", (chunk: string) => {
-          if (stdout.length < MAX_OUTPUT) stdout += chunk
-        })
-        child.once("error", (error) => {
-          if (settled) return
-          settled = true
-          resume(Effect.fail(error))
-        })
-        child.once("close", (code, signal) => {
-          if (settled) return
-          settled = true
-          resume(Effect.succeed({ code, signal, stdout }))
-        })
-      })
-    ),
-    Effect.timeoutFail({
-      duration: timeout,
-      onTimeout: () => Object.assign(new Error(`${command} timed out after ${Duration.format(timeout)}`), { code: "ETIMEDOUT" })
-    }),
-    Effect.scoped,
-    Effect.flatMap((done) =>
-      done.code === 0
-        ? Effect.succeed(parseNvidiaSmi(done.stdout))
-        : Effect.as(
-          Effect.logWarning(`${command} exited with ${done.code ?? done.signal}: assuming no GPUs`),
-          [] as ReadonlyArray<GpuInfo>
-        )
-    ),
-    Effect.catchAll((error) =>
-      error.code === "ENOENT"
-        ? Effect.as(Effect.logDebug(`${command} not found: no GPUs`), [] as ReadonlyArray<GpuInfo>)
-        : Effect.as(Effect.logWarning(`${command} failed: ${error.message}: assuming no GPUs`), [] as ReadonlyArray<GpuInfo>)
-    )
-  )
-}
-
-/**
- * The default GPU discovery: the host's GPUs from `nvidia-smi`, kept and
- * ordered as `CUDA_VISIBLE_DEVICES` says (see `visibleGpuIds`).
- */
-export const nvidiaSmiDiscovery = (options?: NvidiaSmiOptions): Effect.Effect<ReadonlyArray<GpuInfo>> =>
-  Effect.map(queryNvidiaSmi(options), (host) => {
-    const byId = new Map(host.map((g) => [g.id, g]))
-    const env = options?.env ?? process.env
-    return visibleGpuIds(env["CUDA_VISIBLE_DEVICES"], [...byId.keys()]).map((id) => byId.get(id)!)
-  })
-
 /** A managed GPU: total and free GiB, and how many reservations/allocations use it. */
 interface Slot {
   readonly id: number
@@ -231,6 +87,30 @@ function fail(reason: string): never {
 
 const isCount = (u: unknown): u is number => typeof u === "number" && Number.isSafeInteger(u) && u >= 0
 const isAmount = (u: unknown): u is number => typeof u === "number" && Number.isFinite(u) && u >= 0
+
+/** Reads a requirement: `num_of_gpus` (a count) and `mem_per_gpu_in_GiB` (an amount), both 0 when absent. */
+const parse = (requirement: ResourceRequirement): Effect.Effect<Request> =>
+  Effect.flatMap(requireRecord(NAME, requirement), (record) => {
+    const num = record[NUM_OF_GPUS_KEY] ?? 0
+    const mem = record[MEM_PER_GPU_KEY] ?? 0
+    if (!isCount(num)) {
+      return Effect.die(
+        new InvalidResourceRequirement({
+          manager: NAME,
+          reason: `${NUM_OF_GPUS_KEY} must be a non-negative integer, got ${JSON.stringify(num) ?? String(num)}`
+        })
+      )
+    }
+    if (!isAmount(mem)) {
+      return Effect.die(
+        new InvalidResourceRequirement({
+          manager: NAME,
+          reason: `${MEM_PER_GPU_KEY} must be a non-negative number, got ${JSON.stringify(mem) ?? String(mem)}`
+        })
+      )
+    }
+    return Effect.succeed({ num, mem })
+  })
 
 /** Validates the options and answers the managed GPUs, or throws `InvalidResourceConfig`. */
 const managedGpus = (options: GpuResourceManagerOptions): ReadonlyArray<number> => {
@@ -287,7 +167,6 @@ export class GpuResourceManager implements ResourceManager {
   readonly exclusive: boolean
   /** The managed GPU ids, in the order they are handed out. */
   readonly gpuIds: ReadonlyArray<number>
-  readonly #book: Book<Request, ReadonlyArray<Slot>, Units>
 
   /**
    * Discovers the GPUs (default: `nvidiaSmiDiscovery()`), then builds the
@@ -312,7 +191,7 @@ export class GpuResourceManager implements ResourceManager {
     this.exclusive = options.exclusive ?? false
     const exclusive = this.exclusive
     const total = options.memPerGpuInGiB
-    this.#book = makeBook<Request, ReadonlyArray<Slot>, Units>(
+    const book = makeBook<Request, ReadonlyArray<Slot>, Units>(
       {
         take: (pool, { mem, num }) => {
           if (num === 0) return [[], pool]
@@ -344,35 +223,14 @@ export class GpuResourceManager implements ResourceManager {
       this.gpuIds.map((id): Slot => ({ id, total, free: total, jobs: 0 })),
       expirationMs
     )
-  }
-
-  #render(units: Units): Allocation {
-    if (units.length === 0) return {}
-    return { gpus: Object.fromEntries(units.map(([i, mem]) => [String(this.gpuIds[i]), mem])) }
-  }
-
-  #parse(requirement: ResourceRequirement): Effect.Effect<Request> {
-    return Effect.flatMap(requireRecord(NAME, requirement), (record) => {
-      const num = record[NUM_OF_GPUS_KEY] ?? 0
-      const mem = record[MEM_PER_GPU_KEY] ?? 0
-      if (!isCount(num)) {
-        return Effect.die(
-          new InvalidResourceRequirement({
-            manager: NAME,
-            reason: `${NUM_OF_GPUS_KEY} must be a non-negative integer, got ${JSON.stringify(num) ?? String(num)}`
-          })
-        )
-      }
-      if (!isAmount(mem)) {
-        return Effect.die(
-          new InvalidResourceRequirement({
-            manager: NAME,
-            reason: `${MEM_PER_GPU_KEY} must be a non-negative number, got ${JSON.stringify(mem) ?? String(mem)}`
-          })
-        )
-      }
-      return Effect.succeed({ num, mem })
-    })
+    const gpuIds = this.gpuIds
+    Object.assign(this, bookedManager(book, {
+      parse,
+      render: (units): Allocation =>
+        units.length === 0 ? {} : { gpus: Object.fromEntries(units.map(([i, mem]) => [String(gpuIds[i]), mem])) },
+      renderPool: (pool) => pool.map((s) => ({ gpu_id: s.id, memory: s.free, total: s.total, jobs: s.jobs })),
+      reportHead: { exclusive }
+    }))
   }
 
   /**
@@ -382,22 +240,17 @@ export class GpuResourceManager implements ResourceManager {
    * GPUs fit. 0 GPUs or an empty requirement: ok, reserving nothing. Dies with
    * `InvalidResourceRequirement` for a requirement it cannot read.
    */
-  readonly checkResources = (requirement: ResourceRequirement): Effect.Effect<CheckResult> =>
-    Effect.flatMap(this.#parse(requirement), this.#book.check)
+  declare readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
 
   /** Returns the token's reservation to its GPUs; an unknown, expired or allocated token changes nothing. */
-  readonly cancelResources = (_requirement: ResourceRequirement, token: string): Effect.Effect<void> =>
-    this.#book.cancel(token)
+  declare readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
 
   /**
    * Turns the token's reservation into an allocation `{ gpus: { "<id>": GiB } }`
    * (`{}` for 0 GPUs); the requirement is not consulted. An unknown or expired
    * token fails with `ResourceTokenInvalid`.
    */
-  readonly allocateResources = (
-    _requirement: ResourceRequirement,
-    token: string
-  ): Effect.Effect<Allocation, ResourceTokenInvalid> => Effect.map(this.#book.allocate(token), (u) => this.#render(u))
+  declare readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
 
   /**
    * Returns the memory the token was allocated to its GPUs, never above a
@@ -405,20 +258,12 @@ export class GpuResourceManager implements ResourceManager {
    * allocated, changes nothing. `resources` is not trusted: what was recorded
    * for the token is what returns.
    */
-  readonly freeResources = (_resources: Allocation, token: string): Effect.Effect<void> => this.#book.free(token)
+  declare readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
 
   /**
    * `{ exclusive, resources: [{ gpu_id, memory, total, jobs }], reserved: { [token]:
    * { resources, expiresInMs } }, allocated: { [token]: resources } }` (memory
    * in GiB), after expiring what is due.
    */
-  readonly reportResources = (): Effect.Effect<Readonly<Record<string, unknown>>> =>
-    Effect.map(this.#book.snapshot, (snapshot) => ({
-      exclusive: this.exclusive,
-      ...reportOf(
-        snapshot,
-        (pool) => pool.map((s) => ({ gpu_id: s.id, memory: s.free, total: s.total, jobs: s.jobs })),
-        (units) => this.#render(units)
-      )
-    }))
+  declare readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
 }

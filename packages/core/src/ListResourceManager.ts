@@ -15,16 +15,8 @@
  */
 import { Effect } from "effect"
 import type { ResourceTokenInvalid } from "./Errors.js"
-import {
-  expirationOf,
-  InvalidResourceConfig,
-  InvalidResourceRequirement,
-  isRecord,
-  makeBook,
-  reportOf,
-  requireRecord
-} from "./internal/reservations.js"
-import type { Book } from "./internal/reservations.js"
+import { InvalidResourceConfig, InvalidResourceRequirement } from "./Errors.js"
+import { bookedManager, expirationOf, isRecord, makeBook, requireRecord } from "./internal/reservations.js"
 import type { Allocation, CheckResult, ResourceManager, ResourceRequirement } from "./ResourceManager.js"
 
 const NAME = "ListResourceManager"
@@ -47,6 +39,24 @@ type Units = ReadonlyArray<readonly [kind: string, positions: ReadonlyArray<numb
 const mergeSorted = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): ReadonlyArray<number> =>
   [...a, ...b].sort((x, y) => x - y)
 
+/** Reads a requirement: kind → non-negative integer count. */
+const parse = (requirement: ResourceRequirement): Effect.Effect<Request> =>
+  Effect.flatMap(requireRecord(NAME, requirement), (record) => {
+    const request: Array<readonly [string, number]> = []
+    for (const [kind, count] of Object.entries(record)) {
+      if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 0) {
+        return Effect.die(
+          new InvalidResourceRequirement({
+            manager: NAME,
+            reason: `the count of '${kind}' must be a non-negative integer, got ${JSON.stringify(count) ?? String(count)}`
+          })
+        )
+      }
+      request.push([kind, count])
+    }
+    return Effect.succeed(request)
+  })
+
 /**
  * A `ResourceManager` over lists of units per kind. `checkResources` succeeds
  * when every requested kind exists and has enough free units; an unknown kind
@@ -57,9 +67,6 @@ const mergeSorted = (a: ReadonlyArray<number>, b: ReadonlyArray<number>): Readon
  * `resources` is not a record of arrays or `expirationMs` is not positive.
  */
 export class ListResourceManager implements ResourceManager {
-  readonly #capacity: ReadonlyMap<string, ReadonlyArray<unknown>>
-  readonly #book: Book<Request, Pool, Units>
-
   /** Builds the manager with every unit free. */
   constructor(options: ListResourceManagerOptions) {
     const expirationMs = expirationOf(NAME, options?.expirationMs)
@@ -73,9 +80,8 @@ export class ListResourceManager implements ResourceManager {
       }
       capacity.set(kind, Object.freeze([...units]))
     }
-    this.#capacity = capacity
     const pool: Pool = new Map([...capacity].map(([kind, units]) => [kind, units.map((_, i) => i)]))
-    this.#book = makeBook<Request, Pool, Units>(
+    const book = makeBook<Request, Pool, Units>(
       {
         take: (pool, request) => {
           const held: Array<readonly [string, ReadonlyArray<number>]> = []
@@ -99,31 +105,12 @@ export class ListResourceManager implements ResourceManager {
       pool,
       expirationMs
     )
-  }
-
-  #render(units: Units): Record<string, ReadonlyArray<unknown>> {
-    return Object.fromEntries(units.map(([kind, positions]) => {
-      const list = this.#capacity.get(kind)!
-      return [kind, positions.map((i) => list[i])]
+    const unitsOf = (kind: string, positions: ReadonlyArray<number>) => positions.map((i) => capacity.get(kind)![i])
+    Object.assign(this, bookedManager(book, {
+      parse,
+      render: (units) => Object.fromEntries(units.map(([kind, positions]) => [kind, unitsOf(kind, positions)])),
+      renderPool: (pool) => Object.fromEntries([...pool].map(([kind, positions]) => [kind, unitsOf(kind, positions)]))
     }))
-  }
-
-  #parse(requirement: ResourceRequirement): Effect.Effect<Request> {
-    return Effect.flatMap(requireRecord(NAME, requirement), (record) => {
-      const request: Array<readonly [string, number]> = []
-      for (const [kind, count] of Object.entries(record)) {
-        if (typeof count !== "number" || !Number.isSafeInteger(count) || count < 0) {
-          return Effect.die(
-            new InvalidResourceRequirement({
-              manager: NAME,
-              reason: `the count of '${kind}' must be a non-negative integer, got ${JSON.stringify(count) ?? String(count)}`
-            })
-          )
-        }
-        request.push([kind, count])
-      }
-      return Effect.succeed(request)
-    })
   }
 
   /**
@@ -133,22 +120,17 @@ export class ListResourceManager implements ResourceManager {
    * `InvalidResourceRequirement` for a non-object requirement or a count that
    * is not a non-negative integer.
    */
-  readonly checkResources = (requirement: ResourceRequirement): Effect.Effect<CheckResult> =>
-    Effect.flatMap(this.#parse(requirement), this.#book.check)
+  declare readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
 
   /** Returns the token's reservation to the pool; an unknown, expired or allocated token changes nothing. */
-  readonly cancelResources = (_requirement: ResourceRequirement, token: string): Effect.Effect<void> =>
-    this.#book.cancel(token)
+  declare readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
 
   /**
    * Turns the token's reservation into an allocation `{ [kind]: unit[] }`; the
    * requirement is not consulted (the reservation decides). An unknown or
    * expired token fails with `ResourceTokenInvalid`.
    */
-  readonly allocateResources = (
-    _requirement: ResourceRequirement,
-    token: string
-  ): Effect.Effect<Allocation, ResourceTokenInvalid> => Effect.map(this.#book.allocate(token), (u) => this.#render(u))
+  declare readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
 
   /**
    * Returns what the token was allocated to the pool, at the units' original
@@ -156,22 +138,12 @@ export class ListResourceManager implements ResourceManager {
    * allocated, changes nothing. `resources` is not trusted: what was recorded
    * for the token is what returns.
    */
-  readonly freeResources = (_resources: Allocation, token: string): Effect.Effect<void> => this.#book.free(token)
+  declare readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
 
   /**
    * `{ resources: { [kind]: freeUnits[] }, reserved: { [token]: { resources,
    * expiresInMs } }, allocated: { [token]: resources } }`, after expiring what
    * is due.
    */
-  readonly reportResources = (): Effect.Effect<Readonly<Record<string, unknown>>> =>
-    Effect.map(this.#book.snapshot, (snapshot) =>
-      reportOf(
-        snapshot,
-        (pool) =>
-          Object.fromEntries([...pool].map(([kind, positions]) => {
-            const list = this.#capacity.get(kind)!
-            return [kind, positions.map((i) => list[i])]
-          })),
-        (units) => this.#render(units)
-      ))
+  declare readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
 }

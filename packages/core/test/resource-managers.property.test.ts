@@ -1,8 +1,8 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Effect, Ref } from "effect"
 import fc from "fast-check"
-import { GpuResourceManager, ListResourceManager } from "../src/ResourceManager.js"
-import type { ResourceManager } from "../src/ResourceManager.js"
+import { GpuResourceManager, ListResourceManager } from "../src/index.js"
+import type { ResourceManager } from "../src/index.js"
 
 /**
  * Random batches of operations; the operations of one batch run in concurrent

@@ -17,8 +17,8 @@ import {
   PassthroughResourceManager,
   queryNvidiaSmi,
   visibleGpuIds
-} from "../src/ResourceManager.js"
-import type { Allocation, ResourceManager, ResourceManagerLike } from "../src/ResourceManager.js"
+} from "../src/index.js"
+import type { Allocation, ResourceManager, ResourceManagerLike } from "../src/index.js"
 
 /** The defect an effect died with (fails the test if it did not die). */
 const defectOf = <A, E>(self: Effect.Effect<A, E>) =>

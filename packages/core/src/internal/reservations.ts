@@ -11,47 +11,12 @@
  * units only until the next call, which is the first moment anyone could
  * observe the difference.
  *
- * The errors of the resource managers live here too, so that the managers and
- * the spec module (which re-exports them) import them without a cycle.
- *
  * @internal
  */
-import { Clock, Effect, Schema, SynchronizedRef } from "effect"
+import { Clock, Effect, SynchronizedRef } from "effect"
 import { randomUUID } from "node:crypto"
-import { ResourceTokenInvalid } from "../Errors.js"
-
-/**
- * A resource requirement a manager cannot read: not an object, or a value of
- * the wrong type (a negative or fractional count, a string...). The managers'
- * methods cannot fail with it (the `ResourceManager` interface has no error
- * channel for them): they die with it, so `Effect.catchSomeDefect` or
- * `Cause.dieOption` picks it out, and the Promise facade rejects with it.
- */
-export class InvalidResourceRequirement extends Schema.TaggedError<InvalidResourceRequirement>()(
-  "InvalidResourceRequirement",
-  {
-    manager: Schema.String,
-    reason: Schema.String
-  }
-) {
-  override get message(): string {
-    return `${this.manager}: invalid resource requirement: ${this.reason}`
-  }
-}
-
-/**
- * A resource manager's configuration that cannot work: thrown by the
- * constructors, and the typed failure of `GpuResourceManager.make` (more GPUs
- * asked for than are available, more memory per GPU than a GPU has...).
- */
-export class InvalidResourceConfig extends Schema.TaggedError<InvalidResourceConfig>()("InvalidResourceConfig", {
-  manager: Schema.String,
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return `${this.manager}: invalid configuration: ${this.reason}`
-  }
-}
+import { InvalidResourceConfig, InvalidResourceRequirement, ResourceTokenInvalid } from "../Errors.js"
+import type { Allocation, ResourceManager, ResourceRequirement } from "../ResourceManager.js"
 
 /** The default lifetime of a reservation: 30 s. */
 export const DEFAULT_EXPIRATION_MS = 30_000
@@ -204,3 +169,30 @@ export const reportOf = <P, U>(
   for (const [token, units] of state.allocated) allocated[token] = renderUnits(units)
   return { resources: renderPool(state.pool), reserved, allocated }
 }
+
+/** What a stateful manager adds to its book: how to read a requirement and how to show units and the pool. */
+export interface BookedManagerParts<R, P, U> {
+  /** Reads a requirement (dies with `InvalidResourceRequirement` on one it cannot read). */
+  readonly parse: (requirement: ResourceRequirement) => Effect.Effect<R>
+  /** An allocation as the caller sees it. */
+  readonly render: (units: U) => Allocation
+  /** The free pool, for `reportResources`. */
+  readonly renderPool: (pool: P) => unknown
+  /** Keys `reportResources` puts before the common report. */
+  readonly reportHead?: Readonly<Record<string, unknown>>
+}
+
+/**
+ * The five `ResourceManager` methods of a stateful manager, over one book: the
+ * one implementation `ListResourceManager` and `GpuResourceManager` share.
+ * The requirement passed to cancel, allocate and free is never consulted (the
+ * token's record decides), so a double or foreign free cannot inflate a pool.
+ */
+export const bookedManager = <R, P, U>(book: Book<R, P, U>, parts: BookedManagerParts<R, P, U>): ResourceManager => ({
+  checkResources: (requirement) => Effect.flatMap(parts.parse(requirement), book.check),
+  cancelResources: (_requirement, token) => book.cancel(token),
+  allocateResources: (_requirement, token) => Effect.map(book.allocate(token), parts.render),
+  freeResources: (_resources, token) => book.free(token),
+  reportResources: () =>
+    Effect.map(book.snapshot, (snapshot) => ({ ...parts.reportHead, ...reportOf(snapshot, parts.renderPool, parts.render) }))
+})
