@@ -7,9 +7,10 @@
  * @since 0.1.0
  */
 import { BackendUnavailable } from "@flexec/core"
-import { Context, Duration, Effect, Layer, Schema } from "effect"
+import { Context, Duration, Effect, Layer, Option, Schema } from "effect"
 import Docker from "dockerode"
 import type * as http from "node:http"
+import { orNotFound } from "./internal/errors.js"
 
 /** The engine refused a request (an HTTP status other than success). */
 export class DockerApiError extends Schema.TaggedError<DockerApiError>()("DockerApiError", {
@@ -293,12 +294,8 @@ export const makeDockerClient = (options: DockerClientOptions = {}): DockerClien
     endpoint,
     ping: call("ping", (signal) => (docker.ping as (opts: object) => Promise<unknown>).call(docker, { abortSignal: signal })).pipe(Effect.asVoid),
     imageExists: (image) =>
-      call(`inspect image ${image}`, (signal) => docker.getImage(image).inspect({ abortSignal: signal } as object)).pipe(
-        Effect.as(true),
-        Effect.catchIf(
-          (e): e is DockerApiError => e._tag === "DockerApiError" && e.statusCode === 404,
-          () => Effect.succeed(false)
-        )
+      orNotFound(call(`inspect image ${image}`, (signal) => docker.getImage(image).inspect({ abortSignal: signal } as object))).pipe(
+        Effect.map(Option.isSome)
       ),
     pullImage: (image) =>
       call(

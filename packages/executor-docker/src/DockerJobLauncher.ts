@@ -23,6 +23,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { DockerClient, makeDockerClient } from "./DockerClient.js"
 import type { ContainerState, DockerClientService, DockerError } from "./DockerClient.js"
+import { asUnavailable, isNotFound, orNotFound } from "./internal/errors.js"
 import { makeLogSink, openLogFile } from "./internal/logSink.js"
 import {
   allowedSpecKeys,
@@ -299,21 +300,13 @@ export const makeWithClient = (options: DockerLauncherOptions, client: DockerCli
     readonly logs?: JobHandle["logs"]
   }): JobHandle => {
     const { id, exitRef } = params
-    const asUnavailable = (e: DockerError): BackendUnavailable =>
-      e._tag === "BackendUnavailable" ? e : new BackendUnavailable({ backend: "docker", detail: `${e.message} (engine ${client.endpoint.label})` })
+    const unavailable = asUnavailable(client.endpoint.label)
 
     const record = (exit: JobExit) =>
       Ref.set(exitRef, Option.some(exit)).pipe(Effect.zipRight(params.afterExit), Effect.as(exit))
 
     /** The state, `None` when the container is gone. */
-    const state = client.inspect(id).pipe(
-      Effect.map(Option.some),
-      Effect.catchIf(
-        (e) => e._tag === "DockerApiError" && e.statusCode === 404,
-        () => Effect.succeed(Option.none<ContainerState>())
-      ),
-      Effect.mapError(asUnavailable)
-    )
+    const state = orNotFound(client.inspect(id)).pipe(Effect.mapError(unavailable))
 
     const settle = (current: Option.Option<ContainerState>): Effect.Effect<Option.Option<JobExit>> =>
       Option.isNone(current)
@@ -334,7 +327,7 @@ export const makeWithClient = (options: DockerLauncherOptions, client: DockerCli
       const waited = yield* client.wait(id).pipe(Effect.either)
       if (waited._tag === "Left") {
         const e = waited.left
-        if (!(e._tag === "DockerApiError" && e.statusCode === 404)) return yield* asUnavailable(e)
+        if (!isNotFound(e)) return yield* unavailable(e)
       }
       // Never report an exit while the container still runs: the inspect has the last word.
       return yield* settle(yield* state)
@@ -479,7 +472,7 @@ export const makeWithClient = (options: DockerLauncherOptions, client: DockerCli
       const id = yield* Effect.acquireRelease(
         client.createContainer(name, body).pipe(
           Effect.catchAll((e): Effect.Effect<never, BackendUnavailable | LaunchFailed | ImageNotFound> =>
-            e._tag === "DockerApiError" && e.statusCode === 404 && /image/i.test(e.detail)
+            isNotFound(e) && /image/i.test(e.detail)
               ? Effect.fail(new ImageNotFound({ jobId, image }))
               : Effect.fail(apiFailure(`the engine refused to create the container`)(e))
           )
@@ -584,22 +577,14 @@ export const makeWithClient = (options: DockerLauncherOptions, client: DockerCli
 
   const recover = (instanceId: string): Effect.Effect<ReadonlyArray<RecoveredJob>, BackendUnavailable> =>
     Effect.gen(function* () {
-      const asUnavailable = (e: DockerError) =>
-        e._tag === "BackendUnavailable" ? e : new BackendUnavailable({ backend: "docker", detail: e.message })
-      const listed = yield* client.listByLabels({ [Labels.instance]: instanceId }).pipe(Effect.mapError(asUnavailable))
+      const unavailable = asUnavailable(client.endpoint.label)
+      const listed = yield* client.listByLabels({ [Labels.instance]: instanceId }).pipe(Effect.mapError(unavailable))
       const found: Array<RecoveredJob> = []
       for (const c of listed) {
         if (c.labels[Labels.instance] !== instanceId) continue
         const jobId = yield* decodeJobId(c.labels[Labels.jobId]).pipe(Effect.option)
         if (Option.isNone(jobId)) continue
-        const inspected = yield* client.inspect(c.id).pipe(
-          Effect.map(Option.some),
-          Effect.catchIf(
-            (e) => e._tag === "DockerApiError" && e.statusCode === 404,
-            () => Effect.succeed(Option.none<ContainerState>())
-          ),
-          Effect.mapError(asUnavailable)
-        )
+        const inspected = yield* orNotFound(client.inspect(c.id)).pipe(Effect.mapError(unavailable))
         if (Option.isNone(inspected)) continue
         const token = inspected.value.env.find((e) => e.startsWith("FLEXEC_CHANNEL_TOKEN="))?.slice("FLEXEC_CHANNEL_TOKEN=".length)
         const channelDir = c.labels[Labels.channelDir]
