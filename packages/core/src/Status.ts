@@ -1,5 +1,6 @@
 /**
  * Client status and return codes, with NVFlare's values so ports are mechanical.
+ * Dependency-free: the worker runtime bundles this module (it must import nothing).
  *
  * @since 0.1.0
  */

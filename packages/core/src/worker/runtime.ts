@@ -8,6 +8,7 @@ import { join } from "node:path"
 import type { Duplex } from "node:stream"
 import { ConfigError, isChannelError, isConfigError, isUnsafeComponentError, messageOf } from "./errors.js"
 import { type Answer, ParentLink } from "./link.js"
+import { JobReturnCode } from "../Status.js"
 import { JobState, Status } from "./state.js"
 import { Timers } from "./timers.js"
 import type { Credentials, JobContext, JobSpec, RequestOptions, WorkerIO, WorkerMessage } from "./types.js"
@@ -26,7 +27,7 @@ const STARTED_BUDGET_MS = 15_000
 export const RC_FILE_NAME = "_process_rc.txt"
 
 /** Exit codes of the runtime itself (`JobReturnCode`). */
-const Exit = { Exception: 101, UnsafeComponent: 102, ConfigError: 103, InfrastructureError: 104 } as const
+const Exit = JobReturnCode
 
 /** Environment variables the runtime deletes once read. */
 export const SECRET_ENV = [

@@ -3,13 +3,14 @@
  * built-in topics of channel `client_command` that read and change it.
  * Internal to the worker runtime.
  */
+import { ClientStatus } from "../Status.js"
 import { messageOf } from "./errors.js"
 import type { Answer } from "./link.js"
 import { payloadProblem } from "./payload.js"
 import type { LogLevel, ReportErrorOptions, WorkerMessage } from "./types.js"
 
-/** `ClientStatus` values the worker reports. */
-export const Status = { Starting: 1, Started: 2, Stopped: 3 } as const
+/** The `ClientStatus` values the worker reports (one vocabulary: `Status.ts` is dependency-free, bundled into the worker). */
+export const Status = { Starting: ClientStatus.Starting, Started: ClientStatus.Started, Stopped: ClientStatus.Stopped } as const
 
 const levels: Readonly<Record<string, LogLevel>> = {
   debug: "debug",
