@@ -161,7 +161,7 @@ export const rawServer = async (sockPath) => {
   })
   await new Promise((resolve, reject) => {
     server.once("error", reject)
-    server.listen(sockPath, resolve)
+    server.listen(sockPath, () => resolve(undefined))
   })
   return {
     nextHello(timeoutMs = 120_000) {

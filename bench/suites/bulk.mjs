@@ -24,12 +24,13 @@ export async function run({ quick, log }) {
     ]) {
       const payload = randomFillSync(Buffer.allocUnsafe(size))
       const message = { headers: {}, payload }
+      /** @type {any} */
       let viewInfo
       const flexecOnce = async () => {
         const t0 = now()
         const reply = await executor.sendToJob({ jobId, channel: "bench", topic: "sink", message, timeout: 60_000 })
         const dt = now() - t0
-        if (reply.payload.len !== size) throw new Error("bad sink reply")
+        if (/** @type {any} */ (reply.payload).len !== size) throw new Error("bad sink reply")
         viewInfo = reply.payload
         return dt
       }
@@ -68,7 +69,7 @@ export async function run({ quick, log }) {
           raw: `${fb.toFixed(0)} MB/s`,
           ratio: fa / fb,
           bar: { op: ">=", value: 0.8 },
-          note: `median ${fmtMs(median(A))} / ${fmtMs(median(B))} ms per transfer; worker got a view (offset ${viewInfo.offset} in a ${viewInfo.bufLen}-byte read buffer)`
+          note: `median ${fmtMs(median(A))} / ${fmtMs(median(B))} ms per transfer; worker got a view (offset ${viewInfo?.offset} in a ${viewInfo?.bufLen}-byte read buffer)`
         })
       )
       if (size >= 64 * MiB) {
@@ -98,7 +99,7 @@ export async function run({ quick, log }) {
         raw: "view",
         ratio: view ? 1 : 0,
         bar: { op: ">=", value: 1 },
-        note: `byteOffset ${p.byteOffset}, buffer ${p.buffer.byteLength} B`
+        note: `byteOffset ${/** @type {any} */ (p).byteOffset}, buffer ${/** @type {any} */ (p).buffer.byteLength} B`
       })
     )
   } finally {

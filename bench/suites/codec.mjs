@@ -62,6 +62,7 @@ export async function run({ quick, log }) {
     const label = size >= 1024 * 1024 ? "1 MiB" : size >= 1024 ? "64 KiB" : "64 B"
     const payload = Buffer.alloc(size, 7)
     const header = { kind: "request", id: 1234, channel: "bench", topic: "echo", enc: "bytes", headers: {} }
+    /** @type {any} */
     let got
     const decoder = new codec.FrameDecoder()
     const flexecOnce = () => {
@@ -69,13 +70,14 @@ export async function run({ quick, log }) {
       const chunks = codec.encodeFrame(header, payload)
       for (const c of chunks) decoder.push(c, (e) => (got = e))
     }
+    /** @type {any} */
     let rawGot
     const feed = rawproto.reader((op, data) => (rawGot = data))
     const fakeSocket = { write: (c) => feed(c) }
     const rawOnce = () => rawproto.send(fakeSocket, 1, payload)
     flexecOnce()
     rawOnce()
-    if (got?.type !== "frame" || got.payload.byteLength !== size || rawGot.byteLength !== size) throw new Error("codec round trip failed")
+    if (got?.type !== "frame" || got.payload.byteLength !== size || rawGot?.byteLength !== size) throw new Error("codec round trip failed")
     const p50A = []
     const p50B = []
     for (let r = 0; r < rounds; r++) {

@@ -100,7 +100,7 @@ const measureEffect = async ({ warm, n, payload, rawPayload }) => {
     const t0 = now()
     return Effect.map(service.sendToJob(params), (reply) => {
       const dt = now() - t0
-      if (reply.payload.d.length !== payload.d.length) throw new Error("bad echo")
+      if (/** @type {any} */ (reply.payload).d.length !== payload.d.length) throw new Error("bad echo")
       return dt
     })
   })
@@ -140,7 +140,7 @@ const measurePromise = async ({ warm, n, payload, rawPayload }) => {
     const t0 = now()
     const reply = await executor.sendToJob({ jobId, channel: "bench", topic: "echo", message, timeout: 5000 })
     const dt = now() - t0
-    if (reply.payload.d.length !== payload.d.length) throw new Error("bad echo")
+    if (/** @type {any} */ (reply.payload).d.length !== payload.d.length) throw new Error("bad echo")
     return dt
   }
   try {

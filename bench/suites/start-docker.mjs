@@ -124,6 +124,7 @@ export async function run({ quick, log }) {
   const A = []
   const B = []
   const C = []
+  /** @type {Array<[() => Promise<number>, Array<number>]>} */
   const sides = [
     [flexecOnce, A],
     [rawApiOnce, B],

@@ -11,7 +11,7 @@ const raw = Buffer.from(JSON.stringify(payload))
 const message = { headers: {}, payload }
 const flexec = () => pair.executor.sendToJob({ jobId: pair.jobId, channel: "bench", topic: "echo", message, timeout: 5000 })
 const rawOnce = () => pair.peer.request(1, raw)
-const childCpu = async () => (await pair.executor.sendToJob({ jobId: pair.jobId, channel: "bench", topic: "cpu", message: { headers: {}, payload: null }, timeout: 5000 })).payload
+const childCpu = async () => /** @type {any} */ ((await pair.executor.sendToJob({ jobId: pair.jobId, channel: "bench", topic: "cpu", message: { headers: {}, payload: null }, timeout: 5000 })).payload)
 const stretch = async (once) => {
   const times = []
   const w0 = await childCpu()

@@ -15,8 +15,9 @@ const n = Number(process.argv[2] ?? 15)
 const ns = () => process.hrtime.bigint()
 let marks = []
 const mark = (what) => marks.push([what, ns()])
-const spawn = child_process.ChildProcess.prototype.spawn
-child_process.ChildProcess.prototype.spawn = function (...args) {
+const proto = /** @type {any} */ (child_process.ChildProcess.prototype)
+const spawn = proto.spawn
+proto.spawn = function (...args) {
   mark("parent: spawn() call")
   try { return spawn.apply(this, args) } finally { mark("parent: spawn() returned") }
 }
@@ -24,12 +25,12 @@ let reads = 0
 let writes = 0
 const emit = net.Socket.prototype.emit
 net.Socket.prototype.emit = function (name, ...args) {
-  if (name === "data" && this._flexecWatch && reads < 3) mark(`parent: channel data ${++reads}`)
+  if (name === "data" && /** @type {any} */ (this)._flexecWatch && reads < 3) mark(`parent: channel data ${++reads}`)
   return emit.call(this, name, ...args)
 }
 const write = net.Socket.prototype.write
 net.Socket.prototype.write = function (...args) {
-  if (this._flexecWatch && writes < 3) mark(`parent: channel write ${++writes}`)
+  if (/** @type {any} */ (this)._flexecWatch && writes < 3) mark(`parent: channel write ${++writes}`)
   return write.apply(this, args)
 }
 const serverEmit = net.Server.prototype.emit

@@ -10,8 +10,9 @@ const path = require("node:path")
 const ns = () => process.hrtime.bigint()
 const s = { origin: String(ns() - BigInt(Math.round(performance.now() * 1e6))), preload: String(ns()), events: [] }
 const mark = (what) => s.events.push([what, String(ns())])
-const load = Module._load
-Module._load = function (request, ...rest) {
+const M = /** @type {any} */ (Module)
+const load = M._load
+M._load = function (request, ...rest) {
   if (request !== "@flexec/core/worker") return load.call(this, request, ...rest)
   mark("require worker: start")
   try {

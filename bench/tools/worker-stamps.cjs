@@ -11,7 +11,7 @@ let dataSocket
 const write = net.Socket.prototype.write
 net.Socket.prototype.write = function (...args) {
   if (dataAt !== 0 && this === dataSocket) {
-    const key = this.remoteAddress ?? this._pipeName ?? "sock"
+    const key = this.remoteAddress ?? /** @type {any} */ (this)._pipeName ?? "sock"
     const list = spans.get(this) ?? []
     list.push(performance.now() - dataAt)
     spans.set(this, list)

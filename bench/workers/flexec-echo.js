@@ -15,7 +15,7 @@ process.on("exit", () => {
 
 runJob({
   async run(ctx) {
-    if (typeof ctx.set.rawSock === "string") require(ctx.set.rawProto).serveRaw(ctx.set.rawSock, { kind: "hello" })
+    if (typeof ctx.set.rawSock === "string") require(String(ctx.set.rawProto)).serveRaw(ctx.set.rawSock, { kind: "hello" })
     if (ctx.set.ignoreAbort) {
       process.on("SIGTERM", () => {})
       return new Promise(() => { setInterval(() => {}, 1 << 30) })
@@ -31,7 +31,7 @@ runJob({
       echo: (message) => message.payload,
       cpu: () => process.cpuUsage(),
       sink: (message) => {
-        const p = message.payload
+        const p = /** @type {any} */ (message.payload)
         return { len: p.byteLength, offset: p.byteOffset, bufLen: p.buffer.byteLength }
       }
     }
