@@ -25,6 +25,7 @@ import type {
 } from "./internal/core.js"
 import { resolveExecutable } from "./internal/executable.js"
 import { signalGroup } from "./internal/group.js"
+import { makeSpawnTurns } from "./internal/spawnTurns.js"
 import type { ProcessGroup } from "./internal/group.js"
 import { JobLog, LineSplitter } from "./internal/jobLog.js"
 import { readPidFiles, removePidFile, writePidFile } from "./internal/pidFile.js"
@@ -197,45 +198,7 @@ const makeTerminate = (
     )
   })
 
-/**
- * `spawn` blocks the event loop while the parent forks (20–150 ms each on a loaded 2-vCPU VM).
- * Launches take turns, and a spawn waits for a macrotask turn after the previous one, so the sockets
- * of jobs already spawned (their hellos) are served between two spawns. Without this, 200 concurrent `startApp` calls spawned in one
- * uninterrupted run of microtasks (16 s, measured by bench/ scale) and half the workers gave up
- * waiting for `hello_ok`.
- */
-/** True from a spawn until the next macrotask turn, when the next waiting spawn goes. */
-let spawnedThisTurn = false
-/** Launches waiting for their turn to spawn, in arrival order. */
-const waitingSpawns: Array<() => void> = []
-/** Takes this macrotask turn for a spawn; the turn after it lets the next waiting launch go. */
-const takeTurn = (): void => {
-  spawnedThisTurn = true
-  setImmediate(() => {
-    spawnedThisTurn = false
-    const next = waitingSpawns.shift()
-    if (next !== undefined) {
-      takeTurn()
-      next()
-    }
-  })
-}
-/**
- * Waits for this launch's turn to spawn: at once for a lone launch, else one
- * macrotask turn after the previous spawn, in arrival order. Plain callbacks,
- * not a semaphore: the lone launch (the common case) takes no Effect step.
- */
-const spawnTurn: Effect.Effect<void> = Effect.suspend(() => {
-  if (!spawnedThisTurn && waitingSpawns.length === 0) {
-    takeTurn()
-    return Effect.void
-  }
-  return Effect.async<void>((resume) => {
-    waitingSpawns.push(() => resume(Effect.void))
-  })
-})
-
-const launch = (options: ResolvedOptions) => (request: LaunchRequest): Effect.Effect<JobHandle, LaunchFailed, Scope.Scope> =>
+const launch = (options: ResolvedOptions, spawnTurn: Effect.Effect<void>) => (request: LaunchRequest): Effect.Effect<JobHandle, LaunchFailed, Scope.Scope> =>
   Effect.gen(function* () {
     const jobId = request.jobId
     const failed = (reason: string, cause?: unknown): LaunchFailed =>
@@ -499,7 +462,7 @@ export const make = (options: ProcessLauncherOptions = {}): ProcessLauncher => {
     capabilities: processCapabilities,
     ...(resolved.runAs !== undefined ? { runAs: resolved.runAs } : {}),
     validate,
-    launch: launch(resolved),
+    launch: launch(resolved, makeSpawnTurns()),
     recover: recover(resolved),
     workerRuntimeOnHost: true
   }

@@ -28,3 +28,27 @@ describe("ProcessJobLauncher: concurrent launches", () => {
       for (let i = 1; i < launchedAt.length; i++) expect(launchedAt[i]!).toBeGreaterThan(launchedAt[i - 1]!)
     }))
 })
+
+describe("ProcessJobLauncher: each launcher its own turns", () => {
+  // A launcher's turns are its own: a second launcher's launch does not wait behind the first's queue.
+  it.scopedLive("two launchers spawn in the same turn", () =>
+    Effect.gen(function* () {
+      let turns = 0
+      let ticking = true
+      const tick = () => {
+        turns++
+        if (ticking) setImmediate(tick)
+      }
+      setImmediate(tick)
+      yield* Effect.addFinalizer(() => Effect.sync(() => (ticking = false)))
+      const [a, b] = [ProcessJobLauncher.make(), ProcessJobLauncher.make()]
+      const dirs = yield* Effect.all([makeDirs(), makeDirs()])
+      const launchedAt: Array<number> = []
+      yield* Effect.all(
+        [a, b].map((l, i) => l.launch(makeRequest(dirs[i]!, node("echo.cjs"))).pipe(Effect.tap(() => Effect.sync(() => launchedAt.push(turns))))),
+        { concurrency: "unbounded" }
+      )
+      expect(launchedAt).toHaveLength(2)
+      expect(launchedAt[0]).toBe(launchedAt[1])
+    }))
+})
