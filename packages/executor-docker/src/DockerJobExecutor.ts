@@ -5,21 +5,34 @@
  * @since 0.1.0
  */
 import { ClientExecutor, makeJobExecutor } from "@flexec/core"
-import type { BackendUnavailable, ExecutorOptions, InstanceInUse, InvalidClient } from "@flexec/core"
+import type { BackendUnavailable, ClientExecutorService, ExecutorOptions, InstanceInUse, InvalidClient } from "@flexec/core"
 import { toPromiseExecutor } from "@flexec/core/promise"
 import type { PromiseExecutor } from "@flexec/core/promise"
 import { Layer } from "effect"
+import type { Effect, Scope } from "effect"
 import { make } from "./DockerJobLauncher.js"
 import type { DockerLauncherOptions } from "./DockerJobLauncher.js"
 
 /** Options of the Docker executor: the shared executor options and the launcher's. */
 export interface DockerExecutorOptions extends ExecutorOptions, DockerLauncherOptions {}
 
-/** The Docker executor as a Layer. */
+/** What making the Docker executor can fail with (the engine's errors). */
+export type DockerExecutorError = InstanceInUse | BackendUnavailable | InvalidClient
+
+/**
+ * Makes a `ClientExecutor` running jobs as containers, in the caller's scope
+ * (closing it aborts what runs and releases everything).
+ */
+const makeExecutor = (options: DockerExecutorOptions): Effect.Effect<ClientExecutorService, DockerExecutorError, Scope.Scope> =>
+  makeJobExecutor({ ...options, launcher: make(options) })
+
+/** The Docker executor, as the process backend's: `make` (scoped Effect) and `layer`. */
 export const DockerJobExecutor = {
+  /** A `ClientExecutor` running jobs as containers, in the caller's scope. */
+  make: makeExecutor,
   /** A `ClientExecutor` running jobs as containers; closing the layer aborts what still runs. */
-  layer: (options: DockerExecutorOptions): Layer.Layer<ClientExecutor, InstanceInUse | BackendUnavailable | InvalidClient> =>
-    Layer.scoped(ClientExecutor, makeJobExecutor({ ...options, launcher: make(options) }))
+  layer: (options: DockerExecutorOptions): Layer.Layer<ClientExecutor, DockerExecutorError> =>
+    Layer.scoped(ClientExecutor, makeExecutor(options))
 } as const
 
 /** The Docker executor as Promises, fully started (recovery done) when it resolves. */

@@ -33,4 +33,4 @@ export {
 } from "./DockerJobLauncher.js"
 export type { ContainerBodyInput, DockerLauncher, DockerLauncherOptions, PullPolicy } from "./DockerJobLauncher.js"
 export { createDockerExecutor, DockerJobExecutor } from "./DockerJobExecutor.js"
-export type { DockerExecutorOptions } from "./DockerJobExecutor.js"
+export type { DockerExecutorError, DockerExecutorOptions } from "./DockerJobExecutor.js"
