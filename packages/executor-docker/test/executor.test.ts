@@ -1,7 +1,9 @@
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
-import { createDockerExecutor } from "../src/index.js"
+import Docker from "dockerode"
+import { Effect } from "effect"
+import { createDockerExecutor, DockerJobExecutor } from "../src/index.js"
 import { cleanupRoots, dockerReady, makeRoot, removeRunContainers, runId, runLabels, socketPath, testImage, testUser } from "./helpers.js"
 import { waitForStarted, waitUntil } from "@flexec/testing"
 
@@ -62,5 +64,37 @@ describe.skipIf(!ready)("createDockerExecutor [needs a Docker engine: skipped wi
     } finally {
       await executor.close()
     }
+  })
+})
+
+describe.skipIf(!ready)("DockerJobExecutor.make [needs a Docker engine: skipped without one, fails under FLEXEC_REQUIRE_DOCKER=1]", () => {
+  it("builds the executor in the caller's scope: a job runs, and closing the scope removes its container", async () => {
+    const root = makeRoot()
+    const workspace = path.join(root, "ws")
+    const appDir = path.join(workspace, "job-make", "app_site1")
+    fs.mkdirSync(appDir, { recursive: true })
+    fs.writeFileSync(path.join(workspace, "job-make", "meta.json"), JSON.stringify({ job_id: "job-make" }))
+    fs.writeFileSync(path.join(appDir, "main.js"), `require("@flexec/core/worker").runJob({ run: (ctx) => new Promise(() => {}) })`)
+    const instanceId = `test-${runId}-make`
+    const program = Effect.scoped(
+      Effect.gen(function* () {
+        const executor = yield* DockerJobExecutor.make({
+          client: { clientName: "site1" },
+          image: testImage,
+          docker: { socketPath },
+          containerUser: testUser,
+          instanceId,
+          runtimeDir: path.join(root, "rt"),
+          labels: runLabels,
+          killTimeoutMs: 500,
+          graceMs: 500
+        })
+        yield* executor.startApp({ jobId: "job-make", args: { workspace } })
+        return (yield* executor.jobs).map((j) => j.jobId)
+      })
+    )
+    expect(await Effect.runPromise(program)).toEqual(["job-make"])
+    const left = await new Docker({ socketPath }).listContainers({ all: true, filters: { label: [`flexec.instance=${instanceId}`] } })
+    expect(left).toEqual([])
   })
 })
