@@ -135,6 +135,10 @@ describe("engine: bad input leaves nothing behind", () => {
       deploy(workspace, "job-2", { scope: "a", resource_spec: { "site-1": { num_of_gpus: 1 } } })
       const drift = yield* start("job-2", { jobMeta: { job_id: "job-2", scope: "b", resource_spec: { "site-1": { num_of_gpus: 1 } } } })
       expect(drift).toMatchObject({ _tag: "JobMetaMismatch", key: "scope" })
+      // a START meta naming another job_id drifts from the deployed one: JobMetaMismatch, not InvalidJobMeta
+      const otherId = yield* start("job-2", { jobMeta: { job_id: "job-9", scope: "a", resource_spec: { "site-1": { num_of_gpus: 1 } } } })
+      expect(otherId).toMatchObject({ _tag: "JobMetaMismatch", jobId: "job-2", key: "job_id" })
+      expect(otherId.message).toContain("job_id")
       deploy(workspace, "job-3", { launcher_spec: { default: { process: { command: ["/bin/sh", "-c", "x"] } } } })
       const byoc = yield* start("job-3")
       expect(byoc._tag).toBe("InvalidJobMeta")

@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { jobExecutorLayer } from "../src/JobExecutor.js"
-import { InstanceInUse, InvalidJobId, JobMetaMissing, RemoteError, RequestTimeout, TargetUnreachable } from "../src/Errors.js"
+import { InstanceInUse, InvalidJobId, JobMetaMismatch, JobMetaMissing, RemoteError, RequestTimeout, TargetUnreachable } from "../src/Errors.js"
 import { sendNowOf } from "../src/internal/fastRequest.js"
 import { toPromiseExecutor } from "../src/promise/index.js"
 import { makeMemoryLauncher } from "./support/memoryLauncher.js"
@@ -39,6 +39,13 @@ describe("Promise facade", () => {
       const missing = await executor.startApp({ jobId: "nope", args: { workspace } }).catch((e: unknown) => e)
       expect(missing).toBeInstanceOf(JobMetaMissing)
       expect(String((missing as Error).message)).toContain("nope")
+
+      // a START meta naming another job_id is a drift from the deployed meta
+      deploy(workspace, "job-3")
+      const drift = await executor.startApp({ jobId: "job-3", jobMeta: { job_id: "job-4" }, args: { workspace } }).catch((e: unknown) => e)
+      expect(drift).toBeInstanceOf(JobMetaMismatch)
+      expect(drift).toMatchObject({ _tag: "JobMetaMismatch", jobId: "job-3", key: "job_id" })
+      expect(await executor.jobs()).toEqual([])
 
       const second = await toPromiseExecutor(
         jobExecutorLayer({ client: { clientName: "site-1" }, launcher: makeMemoryLauncher(() => programs.exitWith(0)), runtimeDir })
