@@ -73,6 +73,7 @@ import { EventListeners, makeEventListeners } from "./internal/eventListeners.js
 import { requestNowOf, SendNow, StatusNow } from "./internal/fastRequest.js"
 import type { SendNowFn, StatusNowFn } from "./internal/fastRequest.js"
 import { plainTimerFor } from "./internal/liveTimer.js"
+import { requestWhenConnected } from "./internal/startingRequest.js"
 import { buildJobEnv } from "./internal/jobEnv.js"
 import { acquireOwnerLock } from "./internal/ownerLock.js"
 import { randomToken } from "./internal/randomPool.js"
@@ -764,13 +765,28 @@ export const makeJobExecutor = (
         ? Effect.logDebug(`sendToJob ${params.jobId}: ${error.message}`)
         : Effect.logWarning(`sendToJob ${params.jobId}: ${error.message}`)
 
+    /** A job still starting: the request waits for its connection within its timeout. */
+    const startingRequest = (entry: Entry, req: ChannelRequest) =>
+      requestWhenConnected(
+        {
+          jobId: entry.jobId,
+          launched: Deferred.await(entry.launched),
+          channel: () => entry.channel,
+          ended: Deferred.await(entry.exited)
+        },
+        req
+      )
+
     const sendToJob = (params: SendToJobParams): Effect.Effect<Message.Message, RequestError | InvalidJobId> =>
       Effect.suspend(() => {
         // a registered id was validated when it was registered
-        const known = registry.get(params.jobId as JobId)?.channel
+        const entry = registry.get(params.jobId as JobId)
+        const known = entry?.channel
         const req = channelRequestOf(params)
         const reply: Effect.Effect<Message.Message, RequestError | InvalidJobId> =
-          known !== undefined
+          entry !== undefined && entry.status === ClientStatus.Starting
+            ? startingRequest(entry, req)
+            : known !== undefined
             ? known.request(req)
             : Effect.flatMap(Effect.flatMap(decodeJobId(params.jobId), channelOf), (ch) => ch.request(req))
         return reply.pipe(Effect.tapError((e) => sendFailureLog(params, e)))
@@ -828,7 +844,10 @@ export const makeJobExecutor = (
     const liveClockHere = plainTimerFor(yield* Effect.clock, 0)
     const sendNow: SendNowFn = (params, done) => {
       if (!liveClockHere) return false
-      const channel = registry.get(params.jobId as JobId)?.channel
+      const entry = registry.get(params.jobId as JobId)
+      // a job still starting: the Effect way, which waits for its connection
+      if (entry === undefined || entry.status === ClientStatus.Starting) return false
+      const channel = entry.channel
       const now = channel === undefined ? undefined : requestNowOf(channel)
       if (now === undefined) return false
       return now(channelRequestOf(params), (outcome) => {

@@ -109,6 +109,41 @@ describe("Promise facade", () => {
     }
   })
 
+  it("sendToJob right after startApp waits for the job's connection; one that never connects is RequestTimeout", async () => {
+    const workspace = temp()
+    const runtimeDir = temp()
+    // the worker connects when the test says so: after the request was sent
+    let connect: (() => void) | undefined
+    const program: Program = (c) => {
+      if (c.request.jobId === "silent") return
+      connect = () =>
+        c.worker({
+          run: (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(0))),
+          handlers: { test: { echo: (m) => m.payload } }
+        })
+    }
+    const launcher = makeMemoryLauncher(() => program)
+    const executor = await toPromiseExecutor(jobExecutorLayer({ client: { clientName: "site-1" }, launcher, runtimeDir }))
+    try {
+      deploy(workspace, "job-1")
+      deploy(workspace, "silent")
+      await executor.startApp({ jobId: "job-1", args: { workspace } })
+      expect(await executor.getStatus("job-1")).toBe(1)
+      const message = { headers: {}, payload: { n: 7 } }
+      const pending = executor.sendToJob({ jobId: "job-1", channel: "test", topic: "echo", message, timeout: 5_000 })
+      connect!()
+      expect((await pending).payload).toEqual({ n: 7 })
+      await executor.startApp({ jobId: "silent", args: { workspace } })
+      const silent = await executor.sendToJob({ jobId: "silent", channel: "test", topic: "echo", message, timeout: 50 }).catch((e: unknown) => e)
+      expect(silent).toBeInstanceOf(RequestTimeout)
+      expect(silent).toMatchObject({ jobId: "silent", timeout: 50 })
+    } finally {
+      await executor.close()
+      fs.rmSync(workspace, { recursive: true, force: true })
+      fs.rmSync(runtimeDir, { recursive: true, force: true })
+    }
+  })
+
   it("close() aborts what still runs and releases the instance", async () => {
     const workspace = temp()
     const runtimeDir = temp()
