@@ -140,4 +140,34 @@ describe("createProcessExecutor", () => {
       await executor.close()
     }
   })
+
+  it("a sendToJob right after startApp resolves is answered (it waits for the job's connection)", async () => {
+    const { workspace, runtimeDir } = deploy(
+      "job-send",
+      `const { runJob } = require("@flexec/core/worker")
+       runJob({
+         run: (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(0))),
+         handlers: { test: { echo: (m) => ({ echoed: m.payload, pid: process.pid }) } }
+       })`
+    )
+    const executor = await createProcessExecutor({ client: { clientName: "site-1" }, instanceId: "smoke-send", runtimeDir })
+    try {
+      await executor.startApp({ jobId: "job-send", args: { workspace } })
+      const reply = await executor.sendToJob({
+        jobId: "job-send",
+        channel: "test",
+        topic: "echo",
+        message: { headers: {}, payload: { hello: "job" } },
+        timeout: 20_000
+      })
+      // the job's own process answered
+      const payload = reply.payload as { echoed: unknown; pid: number }
+      expect(payload.echoed).toEqual({ hello: "job" })
+      expect(payload.pid).not.toBe(process.pid)
+      await executor.abortApp("job-send")
+      expect((await executor.awaitCompletion("job-send")).returnCode).toBe(9)
+    } finally {
+      await executor.close()
+    }
+  })
 })
