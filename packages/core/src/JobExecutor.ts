@@ -507,18 +507,14 @@ export const makeJobExecutor = (
 
     /**
      * The backend's launch, checked: it runs disconnected (an abort's interruption returns at
-     * once even from a launch that ignores it; a handle it returns after that is terminated),
-     * and a handle the engine cannot supervise is `LaunchFailed` naming what it lacks (its
-     * terminate, where it has one, is called first, bounded).
+     * once even from a launch that ignores it: whatever such a launch acquires afterwards goes
+     * to the job's scope, closed by then, so it is released as it is acquired), and a handle
+     * the engine cannot supervise is `LaunchFailed` naming what it lacks (its terminate, where
+     * it has one, is called first, bounded).
      */
     const guardedLaunch = (entry: Entry, request: LaunchRequest): Effect.Effect<JobHandle, LaunchError> =>
       Effect.suspend(() => launcher.launch(request)).pipe(
         Scope.extend(entry.jobScope),
-        Effect.onExit((exit) =>
-          Exit.isSuccess(exit) && entry.exitSeen && handleProblem(exit.value) === undefined
-            ? terminateJob(entry, exit.value)
-            : Effect.void
-        ),
         Effect.interruptible,
         Effect.disconnect,
         Effect.flatMap((value: unknown) => {

@@ -37,7 +37,21 @@ const tempDir = (prefix: string) =>
 /** Lets real I/O (the in-memory duplex, the worker's promises) make progress. */
 const tick = Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
 
-/** Advances the TestClock in steps until the fiber is done; dies if it is not done after `max` steps. */
+/** Waits on the live clock (without advancing the TestClock) up to `ms` for the fiber to be done. */
+const doneWithin = <A, E>(fiber: Fiber.Fiber<A, E>, ms: number) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + ms
+    while (Option.isNone(yield* Fiber.poll(fiber))) {
+      if (Date.now() > deadline) return false
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 1)))
+    }
+    return true
+  })
+
+/**
+ * Advances the TestClock in steps until the fiber is done; dies if `max` steps of clock
+ * time are not enough (what is left then is real I/O, given up to 10 s of wall clock).
+ */
 const adjustUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, step: Duration.DurationInput, max = 400) =>
   Effect.gen(function* () {
     for (let i = 0; i < max; i++) {
@@ -45,7 +59,18 @@ const adjustUntilDone = <A, E>(fiber: Fiber.Fiber<A, E>, step: Duration.Duration
       if (Option.isSome(yield* Fiber.poll(fiber))) return yield* Fiber.join(fiber)
       yield* TestClock.adjust(step)
     }
+    if (yield* doneWithin(fiber, 10_000)) return yield* Fiber.join(fiber)
     return yield* Effect.dieMessage("fiber did not finish")
+  })
+
+/** Waits on the live clock (without advancing the TestClock) up to 10 s for `ok()` to hold. */
+const waitUntilTrue = (ok: () => boolean) =>
+  Effect.gen(function* () {
+    const deadline = Date.now() + 10_000
+    while (!ok()) {
+      if (Date.now() > deadline) return yield* Effect.dieMessage("condition not reached")
+      yield* Effect.promise(() => new Promise<void>((resolve) => setTimeout(resolve, 1)))
+    }
   })
 
 /** Log lines of the test (the engine names the backend in every fault it logs). */
@@ -294,6 +319,31 @@ describe("every backend call is bounded", () => {
       )
       const recovered = yield* adjustUntilDone(making, "1 second", 20)
       expect(recovered.map((r) => [r.jobId, r.action])).toEqual([["orphan", "reaped"]])
+    }))
+
+  it.scoped("a launch that ignores the abort's interruption: startApp fails JobAborted at once (9); the job it starts later is stopped by its closed scope", () =>
+    Effect.gen(function* () {
+      let launched = 0
+      const { workspace, executor, base, rm } = yield* setup((l) => ({
+        ...l,
+        // the real launch after 5 s, and nothing can interrupt it
+        launch: (r) => Effect.uninterruptible(Effect.zipRight(Effect.sleep("5 seconds"), Effect.tap(l.launch(r), () => void launched++)))
+      }))
+      const alloc = yield* allocate(rm)
+      const starting = yield* Effect.fork(Effect.flip(start(executor, workspace, "job-1", "exit-on-abort", alloc)))
+      for (let i = 0; i < 5; i++) yield* tick
+      const abort = yield* Effect.fork(executor.abortApp("job-1"))
+      // no clock time needed: the abort does not wait for the launch
+      expect(yield* doneWithin(abort, 10_000)).toBe(true)
+      expect((yield* Fiber.join(starting))._tag).toBe("JobAborted")
+      expect(yield* executor.awaitCompletion("job-1")).toMatchObject({ returnCode: 9 })
+      expect(yield* executor.jobs).toEqual([])
+      expect(rm.freedTokens().get(alloc.token)).toBe(1)
+      expect(launched).toBe(0)
+      // the launch ends after all: its job is stopped as its scope (closed) takes it
+      yield* TestClock.adjust("5 seconds")
+      yield* waitUntilTrue(() => launched === 1)
+      expect(base.running()).toBe(0)
     }))
 
   for (const how of ["hang", "defect", "throw"] as const) {
