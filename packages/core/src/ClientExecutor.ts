@@ -139,7 +139,11 @@ export interface ClientExecutorService {
   readonly resetErrors: (jobId: string) => Effect.Effect<void, RequestError | InvalidJobId>
   /** The worker applies the log config, or the call fails with `RemoteError` saying why. */
   readonly configureJobLog: (jobId: string, config: JobLogConfig) => Effect.Effect<void, RequestError | InvalidJobId>
-  /** Request/reply to the job. */
+  /**
+   * Request/reply to the job. A job still starting (launched, not yet connected) is
+   * waited for within the request's timeout: `RequestTimeout` if it does not connect
+   * in time, `TargetUnreachable` if it ends first.
+   */
   readonly sendToJob: (
     params: SendToJobParams
   ) => Effect.Effect<Message, TargetUnreachable | RequestTimeout | MessageTooBig | InvalidRequest | RemoteError | InvalidJobId>

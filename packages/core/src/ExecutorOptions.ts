@@ -37,7 +37,14 @@ export interface ExecutorOptions {
   readonly startTimeoutMs?: number
   /** Default timeout of requests to jobs (default 5000). */
   readonly queryTimeoutMs?: number
-  /** Each step of the completion pipeline (default 30000). */
+  /**
+   * The slack the engine gives a backend beyond the kill timeout (default 10000):
+   * a `terminate` that has not returned after `killTimeoutMs + backendSlackMs`, or a
+   * `wait` that has not returned that long after a terminate was sent, is given up
+   * on (the job completes as lost); `poll` and `validate` get `backendSlackMs` alone.
+   */
+  readonly backendSlackMs?: number
+  /** Each step of the completion pipeline, and the backend's `recover` (default 30000). */
   readonly completionStepTimeoutMs?: number
   /** Largest frame (default 128 MiB). */
   readonly maxFrameBytes?: number

@@ -68,10 +68,12 @@ import type { Allocation, ResourceManager } from "./ResourceManager.js"
 import { adapt, gpuIdsOf } from "./ResourceManagerAdapter.js"
 import { Channel, ClientStatus, JobReturnCode, reasonOf, statusMessage, Topic } from "./Status.js"
 import { DEFAULT_MAX_FRAME_BYTES } from "./internal/codec.js"
+import { BackendFault, boundedCall, handleProblem, launchErrorOf, lost, normalizeExit } from "./internal/backendGuard.js"
 import { EventListeners, makeEventListeners } from "./internal/eventListeners.js"
 import { requestNowOf, SendNow, StatusNow } from "./internal/fastRequest.js"
 import type { SendNowFn, StatusNowFn } from "./internal/fastRequest.js"
 import { plainTimerFor } from "./internal/liveTimer.js"
+import { requestWhenConnected } from "./internal/startingRequest.js"
 import { buildJobEnv } from "./internal/jobEnv.js"
 import { acquireOwnerLock } from "./internal/ownerLock.js"
 import { randomToken } from "./internal/randomPool.js"
@@ -87,6 +89,7 @@ export const defaults = {
   startTimeoutMs: 60_000,
   queryTimeoutMs: 5_000,
   completionStepTimeoutMs: 30_000,
+  backendSlackMs: 10_000,
   maxFrameBytes: DEFAULT_MAX_FRAME_BYTES,
   historySize: 1000,
   helloTimeoutMs: 10_000
@@ -116,6 +119,8 @@ interface Entry {
   channel: JobChannel | undefined
   launchFiber: Fiber.RuntimeFiber<unknown, unknown> | undefined
   abortFiber: Fiber.RuntimeFiber<void> | undefined
+  /** Done once the first terminate was sent: from then on the backend's wait has a deadline. */
+  readonly terminateSent: Deferred.Deferred<void>
   readonly launched: Deferred.Deferred<void, LaunchError>
   readonly started: Deferred.Deferred<void>
   readonly exited: Deferred.Deferred<JobExit>
@@ -195,6 +200,9 @@ export const makeJobExecutor = (
     const startTimeout = Duration.millis(options.startTimeoutMs ?? defaults.startTimeoutMs)
     const queryTimeout = Duration.millis(options.queryTimeoutMs ?? defaults.queryTimeoutMs)
     const stepTimeout = Duration.millis(options.completionStepTimeoutMs ?? defaults.completionStepTimeoutMs)
+    const backendSlack = Duration.millis(options.backendSlackMs ?? defaults.backendSlackMs)
+    /** How long a terminate may take, and a wait after a terminate was sent. */
+    const killBound = Duration.sum(killTimeout, backendSlack)
     const maxFrameBytes = options.maxFrameBytes ?? defaults.maxFrameBytes
     const historySize = Math.max(0, options.historySize ?? defaults.historySize)
     const helloTimeout = Duration.millis(options.helloTimeoutMs ?? defaults.helloTimeoutMs)
@@ -339,17 +347,78 @@ export const makeJobExecutor = (
       }).pipe(Effect.uninterruptible)
 
     /**
+     * Terminates the job (SIGTERM, SIGKILL after the kill timeout), bounded: a terminate
+     * that hangs or throws is logged and given up on; the wait's deadline then decides.
+     */
+    const terminateJob = (entry: Entry, handle: JobHandle) =>
+      Effect.suspend(() => {
+        Deferred.unsafeDone(entry.terminateSent, Exit.void)
+        return boundedCall(launcher.name, `job ${entry.jobId}: terminate`, () => handle.terminate({ killAfter: killTimeout }), killBound).pipe(
+          Effect.catchAll(() => Effect.void)
+        )
+      })
+
+    /**
+     * The last look at a job whose backend stopped answering its wait: a bounded poll,
+     * then lost (the outcome table's unknown end).
+     */
+    const lastLook = (entry: Entry, handle: JobHandle): Effect.Effect<JobExit> =>
+      handle.poll === undefined
+        ? Effect.succeed(lost)
+        : boundedCall(launcher.name, `job ${entry.jobId}: poll`, () => handle.poll, backendSlack).pipe(
+            Effect.flatMap((polled) =>
+              Option.isOption(polled) && Option.isSome(polled)
+                ? normalizeExit(launcher.name, entry.jobId, polled.value)
+                : Effect.succeed(lost)
+            ),
+            Effect.catchAll(() => Effect.succeed(lost))
+          )
+
+    /**
      * Waits for the exit, retrying while the backend cannot be reached (after 100 ms,
      * then backing off to every 5 s). The retry's machinery is built only on a failure:
      * on every job's way to Started, the wait is the backend's wait and nothing more.
+     * A wait that throws (a defect) is given up on at once, and one that has not returned
+     * `killTimeout + backendSlack` after a terminate was sent then: the job is terminated
+     * (bounded) and, unless a last poll sees its exit, taken as lost.
      */
-    const waitForExit = (handle: JobHandle) => {
-      const attempt = handle.wait.pipe(
-        Effect.tapError((e) => Effect.logWarning(`job ${handle.jobId}: backend unreachable while waiting: ${e.detail}`))
+    const waitForExit = (entry: Entry, handle: JobHandle): Effect.Effect<JobExit> => {
+      const deadline = Deferred.await(entry.terminateSent).pipe(
+        Effect.zipRight(Effect.sleep(killBound)),
+        Effect.as("hung" as const)
+      )
+      const attempt = Effect.suspend(() => handle.wait).pipe(
+        Effect.interruptible,
+        Effect.disconnect,
+        Effect.catchAllCause((cause): Effect.Effect<"broken", BackendUnavailable> => {
+          const failure = Cause.failureOption(cause)
+          // BackendUnavailable is retried; anything else (a defect, an undeclared error) is a broken wait
+          if (Option.isSome(failure) && (failure.value as { _tag?: unknown } | null)?._tag === "BackendUnavailable") {
+            return Effect.zipRight(
+              Effect.logWarning(`job ${entry.jobId}: backend unreachable while waiting: ${failure.value.detail}`),
+              Effect.fail(failure.value)
+            )
+          }
+          const what = Option.isSome(failure) ? `failed with an undeclared error: ${describe(failure.value)}` : `threw a defect: ${describe(Cause.squash(cause))}`
+          return Effect.as(Effect.logError(`backend "${launcher.name}": job ${entry.jobId}: wait ${what}`), "broken" as const)
+        }),
+        Effect.raceFirst(deadline)
       )
       return attempt.pipe(
         Effect.catchAll(() => Effect.zipRight(Effect.sleep(firstWaitRetry), Effect.retry(attempt, waitRetries))),
-        Effect.orDie
+        Effect.orDie,
+        Effect.flatMap((result) => {
+          if (result === "broken") return Effect.zipRight(terminateJob(entry, handle), lastLook(entry, handle))
+          if (result === "hung") {
+            return Effect.zipRight(
+              Effect.logError(
+                `backend "${launcher.name}": job ${entry.jobId}: wait did not return within ${Duration.toMillis(killBound)} ms of the terminate; taken as lost`
+              ),
+              lastLook(entry, handle)
+            )
+          }
+          return normalizeExit(launcher.name, entry.jobId, result)
+        })
       )
     }
 
@@ -362,13 +431,13 @@ export const makeJobExecutor = (
               Effect.suspend(() => {
                 if (entry.exitSeen || entry.status >= ClientStatus.Started) return Effect.void
                 entry.startTimedOut = true
-                return handle.terminate({ killAfter: killTimeout })
+                return terminateJob(entry, handle)
               })
             ),
             Effect.forkIn(entry.jobScope)
           )
         }
-        const exit = yield* waitForExit(handle)
+        const exit = yield* waitForExit(entry, handle)
         entry.exitSeen = true
         yield* Deferred.succeed(entry.exited, exit)
         const rc = entry.rcFile === undefined ? undefined : consumeRcFile(entry.rcFile)
@@ -387,7 +456,7 @@ export const makeJobExecutor = (
         const awaitExitWithin = (ms: number) =>
           Deferred.await(entry.exited).pipe(Effect.timeout(Duration.millis(ms)), Effect.option)
         if (entry.status === ClientStatus.Starting) {
-          yield* handle.terminate({ killAfter: killTimeout })
+          yield* terminateJob(entry, handle)
           return
         }
         if (entry.status === ClientStatus.Started && entry.channel) {
@@ -401,7 +470,7 @@ export const makeJobExecutor = (
             .pipe(Effect.ignore)
         }
         const exited = yield* awaitExitWithin(graceMs)
-        if (Option.isNone(exited)) yield* handle.terminate({ killAfter: killTimeout })
+        if (Option.isNone(exited)) yield* terminateJob(entry, handle)
       })
 
     const abortEntry = (entry: Entry) =>
@@ -431,10 +500,36 @@ export const makeJobExecutor = (
           onRequest: onRequest(entry),
           ...(runAs ? { owner: runAs } : {})
         }).pipe(Scope.extend(entry.jobScope))
-        const handle = yield* launcher.launch(build(bound.info)).pipe(Scope.extend(entry.jobScope))
+        const handle = yield* guardedLaunch(entry, build(bound.info))
         entry.channel = yield* bound.serve.pipe(Scope.extend(entry.jobScope))
         return handle
       })
+
+    /**
+     * The backend's launch, checked: it runs disconnected (an abort's interruption returns at
+     * once even from a launch that ignores it: whatever such a launch acquires afterwards goes
+     * to the job's scope, closed by then, so it is released as it is acquired), and a handle
+     * the engine cannot supervise is `LaunchFailed` naming what it lacks (its terminate, where
+     * it has one, is called first, bounded).
+     */
+    const guardedLaunch = (entry: Entry, request: LaunchRequest): Effect.Effect<JobHandle, LaunchError> =>
+      Effect.suspend(() => launcher.launch(request)).pipe(
+        Scope.extend(entry.jobScope),
+        Effect.interruptible,
+        Effect.disconnect,
+        Effect.flatMap((value: unknown) => {
+          const problem = handleProblem(value)
+          if (problem === undefined) return Effect.succeed(value as JobHandle)
+          const reason = `backend "${launcher.name}" ${problem}`
+          const terminate = typeof (value as { terminate?: unknown } | null)?.terminate === "function"
+            ? terminateJob(entry, value as JobHandle)
+            : Effect.void
+          return Effect.zipRight(
+            Effect.zipRight(Effect.logError(`job ${entry.jobId}: ${reason}`), terminate),
+            Effect.fail(new LaunchFailed({ jobId: entry.jobId, reason }))
+          )
+        })
+      )
 
     /** Everything after the launch: its outcome, then the job's supervision to completion. */
     const jobLife = (entry: Entry, launchExit: Exit.Exit<JobHandle, LaunchError>) =>
@@ -443,14 +538,13 @@ export const makeJobExecutor = (
           const interrupted = Cause.isInterruptedOnly(launchExit.cause)
           const error: LaunchError = interrupted
             ? new JobAborted({ jobId: entry.jobId })
-            : Option.getOrElse(Cause.failureOption(launchExit.cause), () =>
-                new LaunchFailed({ jobId: entry.jobId, reason: describe(Cause.squash(launchExit.cause)) })
-              )
+            : launchErrorOf(launcher.name, entry.jobId, launchExit.cause)
           if (!interrupted) yield* Effect.logWarning(`job ${entry.jobId}: launch failed: ${error.message}`)
           entry.exitSeen = true
           yield* Deferred.succeed(entry.exited, emptyExit)
-          yield* Deferred.fail(entry.launched, error)
+          // the caller hears of the failure only once the job is unregistered, freed and Completed
           yield* complete(entry, emptyExit, undefined)
+          yield* Deferred.fail(entry.launched, error)
           return
         }
         const handle = launchExit.value
@@ -483,6 +577,7 @@ export const makeJobExecutor = (
           channel: undefined,
           launchFiber: undefined,
           abortFiber: undefined,
+          terminateSent: Deferred.unsafeMake<void>(FiberId.none),
           // made at once: four steps fewer on the way to the spawn
           launched: Deferred.unsafeMake<void, LaunchError>(FiberId.none),
           started: Deferred.unsafeMake<void>(FiberId.none),
@@ -510,11 +605,21 @@ export const makeJobExecutor = (
         const metaPath = path.join(jobDir, "meta.json")
         const deployedRaw = yield* readDeployedMeta(jobId, jobDir, metaPath)
         const deployed = yield* decodeJobMeta(jobId, deployedRaw)
-        if (params.jobMeta !== undefined) yield* decodeJobMeta(jobId, params.jobMeta)
+        // the given meta's job_id is a protected key: a different one is JobMetaMismatch (the drift check)
+        if (params.jobMeta !== undefined) yield* decodeJobMeta(jobId, params.jobMeta, { checkJobId: false })
         const meta = yield* mergeWithDeployed(jobId, deployed, params.jobMeta, options.allowByoc === true)
         if (launcher.validate) {
-          yield* launcher.validate(meta, site).pipe(
-            Effect.mapError((e) => (e.jobId === jobId ? e : new InvalidJobMeta({ jobId, issues: e.issues })))
+          const validate = launcher.validate
+          yield* boundedCall(launcher.name, `job ${jobId}: validate`, () => validate(meta, site), backendSlack).pipe(
+            Effect.mapError((e) =>
+              e instanceof BackendFault
+                ? new LaunchFailed({ jobId, reason: e.message })
+                : (e as { _tag?: unknown })?._tag !== "InvalidJobMeta"
+                ? new LaunchFailed({ jobId, reason: `backend "${launcher.name}": validate failed with an undeclared error: ${describe(e)}` })
+                : e.jobId === jobId
+                ? e
+                : new InvalidJobMeta({ jobId, issues: e.issues })
+            )
           )
         }
         const commandTemplate = yield* commandFor(jobId, meta, site, options.command)
@@ -656,13 +761,28 @@ export const makeJobExecutor = (
         ? Effect.logDebug(`sendToJob ${params.jobId}: ${error.message}`)
         : Effect.logWarning(`sendToJob ${params.jobId}: ${error.message}`)
 
+    /** A job still starting: the request waits for its connection within its timeout. */
+    const startingRequest = (entry: Entry, req: ChannelRequest) =>
+      requestWhenConnected(
+        {
+          jobId: entry.jobId,
+          launched: Deferred.await(entry.launched),
+          channel: () => entry.channel,
+          ended: Deferred.await(entry.exited)
+        },
+        req
+      )
+
     const sendToJob = (params: SendToJobParams): Effect.Effect<Message.Message, RequestError | InvalidJobId> =>
       Effect.suspend(() => {
         // a registered id was validated when it was registered
-        const known = registry.get(params.jobId as JobId)?.channel
+        const entry = registry.get(params.jobId as JobId)
+        const known = entry?.channel
         const req = channelRequestOf(params)
         const reply: Effect.Effect<Message.Message, RequestError | InvalidJobId> =
-          known !== undefined
+          entry !== undefined && entry.status === ClientStatus.Starting
+            ? startingRequest(entry, req)
+            : known !== undefined
             ? known.request(req)
             : Effect.flatMap(Effect.flatMap(decodeJobId(params.jobId), channelOf), (ch) => ch.request(req))
         return reply.pipe(Effect.tapError((e) => sendFailureLog(params, e)))
@@ -720,7 +840,10 @@ export const makeJobExecutor = (
     const liveClockHere = plainTimerFor(yield* Effect.clock, 0)
     const sendNow: SendNowFn = (params, done) => {
       if (!liveClockHere) return false
-      const channel = registry.get(params.jobId as JobId)?.channel
+      const entry = registry.get(params.jobId as JobId)
+      // a job still starting: the Effect way, which waits for its connection
+      if (entry === undefined || entry.status === ClientStatus.Starting) return false
+      const channel = entry.channel
       const now = channel === undefined ? undefined : requestNowOf(channel)
       if (now === undefined) return false
       return now(channelRequestOf(params), (outcome) => {
@@ -735,9 +858,25 @@ export const makeJobExecutor = (
 
     // ---- recovery -------------------------------------------------------------------------
     if (recoverMode !== "off" && launcher.recover && launcher.capabilities.recover) {
-      const found = yield* launcher.recover(instanceId)
+      // bounded: a recover that hangs or throws fails the executor's start, it does not hang it
+      const recover = launcher.recover
+      const found = yield* boundedCall(launcher.name, "recover", () => recover(instanceId), stepTimeout).pipe(
+        Effect.flatMap((value) =>
+          Array.isArray(value) ? Effect.succeed(value as ReadonlyArray<RecoveredJob>) : Effect.fail(new BackendFault({
+            backend: launcher.name,
+            call: "recover",
+            detail: `returned ${describe(value)}, not an array of jobs`
+          }))
+        ),
+        Effect.mapError((e) => (e instanceof BackendFault ? new BackendUnavailable({ backend: launcher.name, detail: e.message }) : e))
+      )
       const adopt = recoverMode === "adopt" && launcher.capabilities.adopt
       for (const job of found) {
+        const problem = typeof job === "object" && job !== null ? handleProblem(job.handle) : "is not a recovered job"
+        if (problem !== undefined) {
+          yield* Effect.logError(`backend "${launcher.name}": recover ${problem} for job ${describe((job as { jobId?: unknown } | null)?.jobId)}; skipped`)
+          continue
+        }
         if (adopt && job.channelToken !== undefined && job.channelDir !== undefined && !registry.has(job.jobId)) {
           yield* adoptJob(job)
         } else {
@@ -748,9 +887,10 @@ export const makeJobExecutor = (
 
     function reapJob(job: RecoveredJob) {
       return Effect.gen(function* () {
-        yield* job.handle.terminate({ killAfter: killTimeout })
-        yield* job.handle.wait.pipe(
-          Effect.timeout(Duration.sum(killTimeout, Duration.seconds(5))),
+        yield* boundedCall(launcher.name, `recovery: job ${job.jobId}: terminate`, () => job.handle.terminate({ killAfter: killTimeout }), killBound).pipe(
+          Effect.ignore
+        )
+        yield* boundedCall(launcher.name, `recovery: job ${job.jobId}: wait`, () => job.handle.wait, killBound).pipe(
           Effect.catchAll((e) => Effect.logWarning(`recovery: job ${job.jobId} did not confirm its exit: ${describe(e)}`))
         )
         if (job.channelDir) fs.rmSync(job.channelDir, { recursive: true, force: true })

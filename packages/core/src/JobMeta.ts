@@ -34,8 +34,17 @@ export const protectedKeys = ["job_id", "resource_spec", "launcher_spec", "scope
 /** The job meta decoder, made once. */
 const decodeJobMetaEither = Schema.decodeUnknownEither(JobMeta, { onExcessProperty: "preserve" })
 
-/** Decodes job meta, failing with `InvalidJobMeta` naming the offending key. */
-export const decodeJobMeta = (jobId: string, input: unknown): Effect.Effect<JobMeta, InvalidJobMeta> => {
+/**
+ * Decodes job meta, failing with `InvalidJobMeta` naming the offending key. A
+ * `job_id` other than `jobId` is refused too, unless `options.checkJobId` is
+ * false (`startApp`'s meta: its `job_id` is a protected key, compared with the
+ * deployed meta's, so a different one is `JobMetaMismatch`).
+ */
+export const decodeJobMeta = (
+  jobId: string,
+  input: unknown,
+  options?: { readonly checkJobId?: boolean }
+): Effect.Effect<JobMeta, InvalidJobMeta> => {
   if (typeof input !== "object" || input === null || Array.isArray(input)) {
     return Effect.fail(new InvalidJobMeta({ jobId, issues: "job meta must be a JSON object" }))
   }
@@ -50,7 +59,7 @@ export const decodeJobMeta = (jobId: string, input: unknown): Effect.Effect<JobM
     onLeft: (error) =>
       Effect.fail(new InvalidJobMeta({ jobId, issues: ParseResult.TreeFormatter.formatErrorSync(error) })),
     onRight: (meta) =>
-      meta.job_id !== undefined && meta.job_id !== null && meta.job_id !== jobId
+      options?.checkJobId !== false && meta.job_id !== undefined && meta.job_id !== null && meta.job_id !== jobId
         ? Effect.fail(new InvalidJobMeta({ jobId, issues: `job_id is ${JSON.stringify(meta.job_id)}, expected '${jobId}'` }))
         : Effect.succeed(meta)
   })

@@ -135,6 +135,10 @@ describe("engine: bad input leaves nothing behind", () => {
       deploy(workspace, "job-2", { scope: "a", resource_spec: { "site-1": { num_of_gpus: 1 } } })
       const drift = yield* start("job-2", { jobMeta: { job_id: "job-2", scope: "b", resource_spec: { "site-1": { num_of_gpus: 1 } } } })
       expect(drift).toMatchObject({ _tag: "JobMetaMismatch", key: "scope" })
+      // a START meta naming another job_id drifts from the deployed one: JobMetaMismatch, not InvalidJobMeta
+      const otherId = yield* start("job-2", { jobMeta: { job_id: "job-9", scope: "a", resource_spec: { "site-1": { num_of_gpus: 1 } } } })
+      expect(otherId).toMatchObject({ _tag: "JobMetaMismatch", jobId: "job-2", key: "job_id" })
+      expect(otherId.message).toContain("job_id")
       deploy(workspace, "job-3", { launcher_spec: { default: { process: { command: ["/bin/sh", "-c", "x"] } } } })
       const byoc = yield* start("job-3")
       expect(byoc._tag).toBe("InvalidJobMeta")
@@ -398,6 +402,66 @@ describe("engine: requests", () => {
       expect((yield* Effect.flip(executor.getRunInfo("ghost")))._tag).toBe("TargetUnreachable")
       yield* executor.abortApp("job-1")
       expect((yield* Effect.flip(executor.getRunInfo("job-1")))._tag).toBe("TargetUnreachable")
+    }))
+
+  it.scoped("a sendToJob to a job still starting waits for its connection within the request's timeout", () =>
+    Effect.gen(function* () {
+      let connect: (() => void) | undefined
+      const { workspace, executor } = yield* setup(() => (c) => {
+        connect = () =>
+          c.worker({
+            run: (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(0))),
+            handlers: { test: { echo: (m) => m.payload } }
+          })
+      })
+      deploy(workspace, "job-1")
+      yield* executor.startApp({ jobId: "job-1", args: { workspace } })
+      expect(yield* executor.getStatus("job-1")).toBe(ClientStatus.Starting)
+      const send = yield* Effect.fork(
+        executor.sendToJob({ jobId: "job-1", channel: "test", topic: "echo", message: Message.make({ n: 1 }), timeout: "10 seconds" })
+      )
+      // 9 s on the clock and still waiting: not TargetUnreachable at once
+      yield* TestClock.adjust("9 seconds")
+      for (let i = 0; i < 5; i++) yield* tick
+      expect(Option.isNone(yield* Fiber.poll(send))).toBe(true)
+      connect!()
+      const reply = yield* waitFor(Fiber.poll(send), Option.isSome).pipe(Effect.flatMap(() => Fiber.join(send)))
+      expect(reply.payload).toEqual({ n: 1 })
+      yield* executor.abortApp("job-1")
+    }))
+
+  it.scoped("a starting job that does not connect within the request's timeout: RequestTimeout; one that ends meanwhile: TargetUnreachable", () =>
+    Effect.gen(function* () {
+      const { workspace, executor } = yield* setup((req) => (req.jobId === "launching" ? "hang" : programs.neverConnects))
+      for (const id of ["slow", "ends", "launching"]) deploy(workspace, id)
+      yield* executor.startApp({ jobId: "slow", args: { workspace } })
+      const slow = yield* Effect.fork(
+        Effect.flip(executor.sendToJob({ jobId: "slow", channel: "test", topic: "echo", message: Message.make(), timeout: "3 seconds" }))
+      )
+      expect(yield* adjustUntilDone(slow, "1 second")).toMatchObject({ _tag: "RequestTimeout", jobId: "slow", topic: "echo", timeout: 3000 })
+      // no timeout given: the executor's queryTimeoutMs (5 s)
+      const fallback = yield* Effect.fork(
+        Effect.flip(executor.sendToJob({ jobId: "slow", channel: "test", topic: "echo", message: Message.make() }))
+      )
+      expect(yield* adjustUntilDone(fallback, "1 second")).toMatchObject({ _tag: "RequestTimeout", timeout: 5000 })
+      // the job ends while the request waits
+      yield* executor.startApp({ jobId: "ends", args: { workspace } })
+      const ends = yield* Effect.fork(
+        Effect.flip(executor.sendToJob({ jobId: "ends", channel: "test", topic: "echo", message: Message.make(), timeout: "30 seconds" }))
+      )
+      yield* tick
+      yield* executor.abortApp("ends")
+      expect(yield* adjustUntilDone(ends, "1 second", 5)).toMatchObject({ _tag: "TargetUnreachable", jobId: "ends" })
+      // a job still in its launch: waits the same way
+      const launching = yield* Effect.fork(executor.startApp({ jobId: "launching", args: { workspace } }))
+      yield* waitFor(executor.jobs, (jobs) => jobs.some((j) => j.jobId === "launching"))
+      const early = yield* Effect.fork(
+        Effect.flip(executor.sendToJob({ jobId: "launching", channel: "test", topic: "echo", message: Message.make(), timeout: "2 seconds" }))
+      )
+      expect(yield* adjustUntilDone(early, "1 second")).toMatchObject({ _tag: "RequestTimeout", jobId: "launching" })
+      yield* executor.abortApp("launching")
+      yield* Fiber.await(launching)
+      yield* executor.abortApp("slow")
     }))
 
   it.scoped("abortTask while Starting is TargetUnreachable; after Started the task signal fires", () =>

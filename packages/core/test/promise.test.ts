@@ -3,7 +3,7 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import { jobExecutorLayer } from "../src/JobExecutor.js"
-import { InstanceInUse, InvalidJobId, JobMetaMissing, RemoteError, RequestTimeout, TargetUnreachable } from "../src/Errors.js"
+import { InstanceInUse, InvalidJobId, JobMetaMismatch, JobMetaMissing, RemoteError, RequestTimeout, TargetUnreachable } from "../src/Errors.js"
 import { sendNowOf } from "../src/internal/fastRequest.js"
 import { toPromiseExecutor } from "../src/promise/index.js"
 import { makeMemoryLauncher } from "./support/memoryLauncher.js"
@@ -39,6 +39,13 @@ describe("Promise facade", () => {
       const missing = await executor.startApp({ jobId: "nope", args: { workspace } }).catch((e: unknown) => e)
       expect(missing).toBeInstanceOf(JobMetaMissing)
       expect(String((missing as Error).message)).toContain("nope")
+
+      // a START meta naming another job_id is a drift from the deployed meta
+      deploy(workspace, "job-3")
+      const drift = await executor.startApp({ jobId: "job-3", jobMeta: { job_id: "job-4" }, args: { workspace } }).catch((e: unknown) => e)
+      expect(drift).toBeInstanceOf(JobMetaMismatch)
+      expect(drift).toMatchObject({ _tag: "JobMetaMismatch", jobId: "job-3", key: "job_id" })
+      expect(await executor.jobs()).toEqual([])
 
       const second = await toPromiseExecutor(
         jobExecutorLayer({ client: { clientName: "site-1" }, launcher: makeMemoryLauncher(() => programs.exitWith(0)), runtimeDir })
@@ -97,6 +104,41 @@ describe("Promise facade", () => {
       expect(sendNow!({ jobId: "job-9", channel: "test", topic: "echo", message: { headers: {}, payload: 1 } }, () => undefined)).toBe(false)
     } finally {
       await runtime.dispose()
+      fs.rmSync(workspace, { recursive: true, force: true })
+      fs.rmSync(runtimeDir, { recursive: true, force: true })
+    }
+  })
+
+  it("sendToJob right after startApp waits for the job's connection; one that never connects is RequestTimeout", async () => {
+    const workspace = temp()
+    const runtimeDir = temp()
+    // the worker connects when the test says so: after the request was sent
+    let connect: (() => void) | undefined
+    const program: Program = (c) => {
+      if (c.request.jobId === "silent") return
+      connect = () =>
+        c.worker({
+          run: (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(0))),
+          handlers: { test: { echo: (m) => m.payload } }
+        })
+    }
+    const launcher = makeMemoryLauncher(() => program)
+    const executor = await toPromiseExecutor(jobExecutorLayer({ client: { clientName: "site-1" }, launcher, runtimeDir }))
+    try {
+      deploy(workspace, "job-1")
+      deploy(workspace, "silent")
+      await executor.startApp({ jobId: "job-1", args: { workspace } })
+      expect(await executor.getStatus("job-1")).toBe(1)
+      const message = { headers: {}, payload: { n: 7 } }
+      const pending = executor.sendToJob({ jobId: "job-1", channel: "test", topic: "echo", message, timeout: 5_000 })
+      connect!()
+      expect((await pending).payload).toEqual({ n: 7 })
+      await executor.startApp({ jobId: "silent", args: { workspace } })
+      const silent = await executor.sendToJob({ jobId: "silent", channel: "test", topic: "echo", message, timeout: 50 }).catch((e: unknown) => e)
+      expect(silent).toBeInstanceOf(RequestTimeout)
+      expect(silent).toMatchObject({ jobId: "silent", timeout: 50 })
+    } finally {
+      await executor.close()
       fs.rmSync(workspace, { recursive: true, force: true })
       fs.rmSync(runtimeDir, { recursive: true, force: true })
     }

@@ -5,7 +5,10 @@ import Docker from "dockerode"
 import { Effect } from "effect"
 import { createDockerExecutor, DockerJobExecutor } from "../src/index.js"
 import { cleanupRoots, dockerReady, makeRoot, removeRunContainers, runId, runLabels, socketPath, testImage, testUser } from "./helpers.js"
-import { waitForStarted, waitUntil } from "@flexec/testing"
+import { MockResourceManager, waitForStarted, waitUntil } from "@flexec/testing"
+import { ImageNotFound } from "@flexec/core"
+import { Effect } from "effect"
+import { makeDockerClient } from "../src/DockerClient.js"
 
 const ready = dockerReady("executor.test.ts")
 
@@ -61,6 +64,43 @@ describe.skipIf(!ready)("createDockerExecutor [needs a Docker engine: skipped wi
       await executor.startApp({ jobId: "job-ok", args: { workspace } })
       const ok = await executor.awaitCompletion("job-ok")
       expect(ok).toMatchObject({ returnCode: 0, exit: { code: 0, signal: null, oomKilled: false, lost: false } })
+    } finally {
+      await executor.close()
+    }
+  })
+
+  it("a missing image is ImageNotFound only once the job is unregistered and freed: a retry right after is ImageNotFound again, no container left", async () => {
+    const root = makeRoot()
+    const workspace = path.join(root, "ws")
+    const jobId = "job-noimage"
+    fs.mkdirSync(path.join(workspace, jobId, "app_site1"), { recursive: true })
+    fs.writeFileSync(
+      path.join(workspace, jobId, "meta.json"),
+      JSON.stringify({ job_id: jobId, launcher_spec: { default: { docker: { image: `flexec-no-such-image:${runId}` } } } })
+    )
+    const executor = await createDockerExecutor({
+      client: { clientName: "site1" },
+      image: testImage,
+      docker: { socketPath },
+      containerUser: testUser,
+      instanceId: `test-${runId}-noimage`,
+      runtimeDir: path.join(root, "rt"),
+      labels: runLabels
+    })
+    try {
+      const rm = new MockResourceManager()
+      for (const attempt of [1, 2]) {
+        const { token } = await Effect.runPromise(rm.checkResources({}))
+        const allocatedResource = await Effect.runPromise(rm.allocateResources({}, token))
+        const error = await executor
+          .startApp({ jobId, args: { workspace }, allocatedResource, token, resourceManager: rm })
+          .catch((e: unknown) => e)
+        expect(error, `attempt ${attempt}`).toBeInstanceOf(ImageNotFound)
+        expect(await executor.jobs()).toEqual([])
+        expect(rm.freedTokens().get(token)).toBe(1)
+      }
+      const left = await Effect.runPromise(makeDockerClient({ socketPath }).listByLabels({ ...runLabels, "flexec.job_id": jobId }))
+      expect(left).toEqual([])
     } finally {
       await executor.close()
     }

@@ -49,7 +49,7 @@ describe("validate: the job's docker keys are an allowlist", () => {
   it("allows entrypoint only for a BYOC job", () => {
     expect(issues(dockerMeta({ entrypoint: ["/bin/run"] }))).toMatch(/entrypoint is allowed only for a BYOC job/)
     expect(issues(dockerMeta({ entrypoint: ["/bin/run"] }, site, { byoc: true }))).toBeUndefined()
-    expect(issues(dockerMeta({ entrypoint: 3 }, site, { byoc: true }))).toMatch(/entrypoint must be a string or an array/)
+    expect(issues(dockerMeta({ entrypoint: 3 }, site, { byoc: true }))).toMatch(/entrypoint must be a non-blank string or a non-empty array/)
   })
 
   it("checks num_of_gpus, shm_size, memory and num_of_cpus", () => {
@@ -74,6 +74,59 @@ describe("validate: the job's docker keys are an allowlist", () => {
     expect(issues(merged)).toBeUndefined()
     const defaultOnly: JobMeta = { job_id: "j1", launcher_spec: { default: { docker: { image: "evil:1" } } } }
     expect(issues(defaultOnly)).toMatch(/evil:1/)
+  })
+})
+
+describe("validate: launcher_spec edge values as NVFlare takes them", () => {
+  it("image: null is not set (the site's image is used); a blank or non-string image is refused naming the key and the rule", () => {
+    expect(issues(dockerMeta({ image: null }))).toBeUndefined()
+    const checked = checkJobSpec(dockerMeta({ image: null }), site)
+    expect(checked._tag === "Right" && checked.spec.image).toBeUndefined()
+    // a site's null overrides the default's image: not set, so the site's image
+    const overridden = checkJobSpec({ launcher_spec: { default: { docker: { image: "plain" } }, [site]: { docker: { image: null } } } }, site)
+    expect(overridden._tag === "Right" && overridden.spec.image).toBeUndefined()
+    for (const bad of ["", "   ", 3, false, [], {}]) {
+      const problem = issues(dockerMeta({ image: bad }))
+      expect(problem).toMatch(/^InvalidJobMeta: launcher_spec.<site\|default>.docker.image must be a non-blank string/)
+    }
+  })
+
+  it("shm_size beyond 2^63 − 1 is refused, as a number or a string, and the message stays short", () => {
+    expect(issues(dockerMeta({ shm_size: "9223372036854775807" }))).toBeUndefined()
+    for (const bad of ["9223372036854775808", "9".repeat(400), "8589934592g", 2 ** 63, Number.MAX_VALUE]) {
+      const problem = issues(dockerMeta({ shm_size: bad }))
+      expect(problem).toMatch(/^InvalidJobMeta: launcher_spec.<site\|default>.docker.shm_size .* at most 2\^63 − 1 bytes$/)
+      expect(problem!.length).toBeLessThan(200)
+    }
+    // what reaches Docker is a finite number, never more than was asked
+    expect(parseShmSize("9223372036854775807")).toBeLessThanOrEqual(2 ** 63 - 1024)
+    expect(Number.isFinite(parseShmSize("8589934591g"))).toBe(true)
+    expect(parseShmSize(2 ** 60)).toBe(2 ** 60)
+    expect(parseShmSize("8.5g")).toBe(8.5 * 1024 ** 3)
+    expect(parseShmSize("0.5gb")).toBe(512 * 1024 ** 2)
+    for (const bad of ["8.", ".5g", "8bb", "abc", -1, true, [1], { a: 1 }]) expect(parseShmSize(bad)).toBeUndefined()
+  })
+
+  it("a memory limit beyond 2^63 − 1 is refused", () => {
+    for (const bad of ["9".repeat(400), "9223372036854775808", "8Ei", "9000000000Gi"]) {
+      expect(issues({ job_id: "j1", resource_spec: { [site]: { memory: bad } } })).toMatch(/resource_spec.site1.memory .* at most 2\^63 − 1 bytes/)
+    }
+  })
+
+  it("entrypoint must be a non-blank string or a non-empty array of non-blank strings", () => {
+    const byoc = (entrypoint: unknown) => issues(dockerMeta({ entrypoint }, site, { byoc: true }))
+    expect(byoc("/bin/run")).toBeUndefined()
+    expect(byoc(["/bin/sh", "-c", "run"])).toBeUndefined()
+    for (const bad of ["", "   ", ["/bin/sh", "   "], [], [""], ["/bin/sh", 3], null]) {
+      expect(byoc(bad)).toMatch(/^InvalidJobMeta: launcher_spec.<site\|default>.docker.entrypoint must be a non-blank string or a non-empty array of non-blank strings/)
+    }
+  })
+
+  it("num_of_gpus must be an integer ≥ 0: booleans, strings, fractions, negatives and null are refused naming the value", () => {
+    expect(issues(dockerMeta({ num_of_gpus: 0 }))).toBeUndefined()
+    for (const bad of [true, "1", 1.5, -1, null]) {
+      expect(issues(dockerMeta({ num_of_gpus: bad }))).toMatch(/docker.num_of_gpus must be a non-negative integer, got /)
+    }
   })
 })
 

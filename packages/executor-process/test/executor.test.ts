@@ -4,7 +4,9 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { createProcessExecutor } from "../src/index.js"
 import { isDead } from "./helpers.js"
-import { waitForStarted, waitUntil } from "@flexec/testing"
+import { MockResourceManager, waitForStarted, waitUntil } from "@flexec/testing"
+import { LaunchFailed } from "@flexec/core"
+import { Effect } from "effect"
 
 // Smoke tests of the wrappers through the engine (the engine-level suite lives elsewhere).
 
@@ -100,6 +102,70 @@ describe("createProcessExecutor", () => {
       const pid = Number(fs.readFileSync(path.join(workspace, "job-stuck", "job.pid"), "utf8"))
       expect(isDead(pid)).toBe(true)
       expect(outcome.exit.signal).toBe("SIGKILL")
+    } finally {
+      await executor.close()
+    }
+  })
+
+  it("a launch that fails (no such command) rejects only once the job is unregistered and freed: a retry right after is not JobAlreadyRegistered", async () => {
+    const { workspace, runtimeDir } = deploy("job-nocmd", "")
+    const executor = await createProcessExecutor({
+      client: { clientName: "site-1" },
+      instanceId: "smoke-nocmd",
+      runtimeDir,
+      command: ["/nonexistent/flexec-no-such-command", "{appDir}/main.js"]
+    })
+    try {
+      const rm = new MockResourceManager()
+      const events = executor.events()[Symbol.asyncIterator]()
+      for (const attempt of [1, 2]) {
+        const { token } = await Effect.runPromise(rm.checkResources({}))
+        const allocatedResource = await Effect.runPromise(rm.allocateResources({}, token))
+        const error = await executor
+          .startApp({ jobId: "job-nocmd", args: { workspace }, allocatedResource, token, resourceManager: rm })
+          .catch((e: unknown) => e)
+        expect(error, `attempt ${attempt}`).toBeInstanceOf(LaunchFailed)
+        expect((error as LaunchFailed).message).toContain("flexec-no-such-command")
+        // at the rejection: unregistered, freed exactly once, Completed already published
+        expect(await executor.jobs()).toEqual([])
+        expect(rm.freedTokens().get(token)).toBe(1)
+        let completed = await events.next()
+        while (!completed.done && completed.value._tag !== "Completed") completed = await events.next()
+        expect(completed.value).toMatchObject({ _tag: "Completed", jobId: "job-nocmd", outcome: { returnCode: 104 } })
+      }
+      expect(rm.callsTo("freeResources")).toHaveLength(2)
+      const pids = path.join(runtimeDir, "pids")
+      expect(fs.existsSync(pids) ? fs.readdirSync(pids) : []).toEqual([])
+    } finally {
+      await executor.close()
+    }
+  })
+
+  it("a sendToJob right after startApp resolves is answered (it waits for the job's connection)", async () => {
+    const { workspace, runtimeDir } = deploy(
+      "job-send",
+      `const { runJob } = require("@flexec/core/worker")
+       runJob({
+         run: (ctx) => new Promise((resolve) => ctx.signal.addEventListener("abort", () => resolve(0))),
+         handlers: { test: { echo: (m) => ({ echoed: m.payload, pid: process.pid }) } }
+       })`
+    )
+    const executor = await createProcessExecutor({ client: { clientName: "site-1" }, instanceId: "smoke-send", runtimeDir })
+    try {
+      await executor.startApp({ jobId: "job-send", args: { workspace } })
+      const reply = await executor.sendToJob({
+        jobId: "job-send",
+        channel: "test",
+        topic: "echo",
+        message: { headers: {}, payload: { hello: "job" } },
+        timeout: 20_000
+      })
+      // the job's own process answered
+      const payload = reply.payload as { echoed: unknown; pid: number }
+      expect(payload.echoed).toEqual({ hello: "job" })
+      expect(payload.pid).not.toBe(process.pid)
+      await executor.abortApp("job-send")
+      expect((await executor.awaitCompletion("job-send")).returnCode).toBe(9)
     } finally {
       await executor.close()
     }

@@ -8,6 +8,7 @@
 export * from "./mocks.js"
 export * from "./fixtures.js"
 export * from "./InMemoryJobLauncher.js"
+export * from "./BrokenLaunchers.js"
 export * from "./conformance/index.js"
 export * from "./requireEngine.js"
 export * from "./waitUntil.js"

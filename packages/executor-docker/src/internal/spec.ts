@@ -67,15 +67,38 @@ const isRecord = (value: unknown): value is Record<string, unknown> =>
 /** The `shm_size` pattern (Docker's units: binary multiples). */
 export const shmSizePattern = /^[0-9]+(\.[0-9]+)?([bB]|[kKmMgG][bB]?)?$/
 
-/** Parses a `shm_size`: integer bytes, or a string like `"64m"`, `"1.5g"`, `"512kb"`. */
+/** The largest size Docker takes (its sizes are int64): 2^63 − 1. */
+export const maxInt64 = 2n ** 63n - 1n
+
+/**
+ * `digits[.fraction] × factor` in whole bytes, exactly (BigInt), or `undefined`
+ * when it is over 2^63 − 1. The result is the largest JS number not above the
+ * exact value, so it never reaches Docker as more than was asked (or as
+ * `Infinity`, which JSON sends as `null`).
+ */
+const bytesWithin64 = (digits: string, fraction: string, factor: bigint): number | undefined => {
+  const exact = BigInt(digits) * factor + (fraction === "" ? 0n : (BigInt(fraction) * factor) / 10n ** BigInt(fraction.length))
+  if (exact > maxInt64) return undefined
+  let n = Number(exact)
+  // above 2^53 Number() may round up: step down to the next double below
+  while (BigInt(n) > exact) n -= 2 ** (Math.floor(Math.log2(n)) - 52)
+  return n
+}
+
+/**
+ * Parses a `shm_size` as NVFlare does: integer bytes from 0 to 2^63 − 1, or a
+ * string like `"64m"`, `"1.5g"`, `"512kb"` whose value fits there.
+ */
 export const parseShmSize = (value: unknown): number | undefined => {
-  if (typeof value === "number") return Number.isSafeInteger(value) && value >= 0 ? value : undefined
+  if (typeof value === "number") {
+    return Number.isInteger(value) && value >= 0 && BigInt(value) <= maxInt64 ? value : undefined
+  }
   if (typeof value !== "string" || !shmSizePattern.test(value)) return undefined
-  const match = /^([0-9]+(?:\.[0-9]+)?)([a-zA-Z]*)$/.exec(value)
+  const match = /^([0-9]+)(?:\.([0-9]+))?([a-zA-Z]*)$/.exec(value)
   if (!match) return undefined
-  const unit = (match[2] ?? "").toLowerCase().replace(/b$/, "")
-  const factor = unit === "" ? 1 : unit === "k" ? 1024 : unit === "m" ? 1024 ** 2 : 1024 ** 3
-  return Math.floor(Number(match[1]) * factor)
+  const unit = (match[3] ?? "").toLowerCase().replace(/b$/, "")
+  const factor = unit === "" ? 1n : unit === "k" ? 1024n : unit === "m" ? 1024n ** 2n : 1024n ** 3n
+  return bytesWithin64(match[1]!, match[2] ?? "", factor)
 }
 
 const memoryUnits: Readonly<Record<string, number>> = {
@@ -93,12 +116,12 @@ const memoryUnits: Readonly<Record<string, number>> = {
 
 /** Parses `resource_spec[site].memory`: a Kubernetes-style quantity (`"512Mi"`, `"2Gi"`, `"1G"`) or integer bytes. */
 export const parseMemory = (value: unknown): number | undefined => {
-  if (typeof value === "number") return Number.isSafeInteger(value) && value > 0 ? value : undefined
+  if (typeof value === "number") return Number.isInteger(value) && value > 0 && BigInt(value) <= maxInt64 ? value : undefined
   if (typeof value !== "string") return undefined
-  const match = /^([0-9]+(?:\.[0-9]+)?)(|k|K|M|G|T|Ki|Mi|Gi|Ti)$/.exec(value.trim())
+  const match = /^([0-9]+)(?:\.([0-9]+))?(|k|K|M|G|T|Ki|Mi|Gi|Ti)$/.exec(value.trim())
   if (!match) return undefined
-  const bytes = Math.floor(Number(match[1]) * (memoryUnits[match[2] ?? ""] ?? NaN))
-  return Number.isFinite(bytes) && bytes > 0 ? bytes : undefined
+  const bytes = bytesWithin64(match[1]!, match[2] ?? "", BigInt(memoryUnits[match[3] ?? ""] ?? 0))
+  return bytes !== undefined && bytes > 0 ? bytes : undefined
 }
 
 /** Turns an `allowedImages` pattern (`*` matches any run of characters) into a test. */
@@ -141,10 +164,13 @@ export const checkJobSpec = (
     }
   }
   const spec = launcherSpecFor(meta, site, "docker") ?? {}
+  // `image: null` is "not set" (NVFlare's rule): the site's image is used
   let image: string | undefined
-  if (spec.image !== undefined) {
+  if (spec.image !== undefined && spec.image !== null) {
     if (typeof spec.image !== "string" || spec.image.trim() === "") {
-      return fail("launcher_spec.<site|default>.docker.image must be a non-empty string")
+      return fail(
+        `launcher_spec.<site|default>.docker.image must be a non-blank string (or null for the site's image), got ${JSON.stringify(spec.image)}`
+      )
     }
     image = spec.image
   }
@@ -155,15 +181,20 @@ export const checkJobSpec = (
         "launcher_spec.<site|default>.docker.entrypoint is allowed only for a BYOC job (deployed meta byoc: true and the site's allowByoc)"
       )
     }
-    if (typeof spec.entrypoint === "string" && spec.entrypoint !== "") entrypoint = [spec.entrypoint]
-    else if (Array.isArray(spec.entrypoint) && spec.entrypoint.every((s) => typeof s === "string")) {
+    const nonBlank = (s: unknown): s is string => typeof s === "string" && s.trim() !== ""
+    if (nonBlank(spec.entrypoint)) entrypoint = [spec.entrypoint]
+    else if (Array.isArray(spec.entrypoint) && spec.entrypoint.length > 0 && spec.entrypoint.every(nonBlank)) {
       entrypoint = spec.entrypoint as ReadonlyArray<string>
-    } else return fail("launcher_spec.<site|default>.docker.entrypoint must be a string or an array of strings")
+    } else {
+      return fail(
+        `launcher_spec.<site|default>.docker.entrypoint must be a non-blank string or a non-empty array of non-blank strings, got ${JSON.stringify(spec.entrypoint)}`
+      )
+    }
   }
   let numOfGpus: number | undefined
   if (spec.num_of_gpus !== undefined) {
     if (typeof spec.num_of_gpus !== "number" || !Number.isSafeInteger(spec.num_of_gpus) || spec.num_of_gpus < 0) {
-      return fail("launcher_spec.<site|default>.docker.num_of_gpus must be a non-negative integer")
+      return fail(`launcher_spec.<site|default>.docker.num_of_gpus must be a non-negative integer, got ${JSON.stringify(spec.num_of_gpus)}`)
     }
     numOfGpus = spec.num_of_gpus
   }
@@ -173,7 +204,7 @@ export const checkJobSpec = (
     memory = parseMemory(resources.memory)
     if (memory === undefined || memory < 6 * 1024 ** 2) {
       return fail(
-        `resource_spec.${site}.memory ${JSON.stringify(resources.memory)} is not a memory size of at least 6Mi (e.g. "512Mi", "2Gi", or integer bytes)`
+        `resource_spec.${site}.memory ${shown(resources.memory)} is not a memory size of at least 6Mi and at most 2^63 − 1 bytes (e.g. "512Mi", "2Gi", or integer bytes)`
       )
     }
   }
@@ -189,13 +220,19 @@ export const checkJobSpec = (
     shmSize = parseShmSize(spec.shm_size)
     if (shmSize === undefined) {
       return fail(
-        `launcher_spec.<site|default>.docker.shm_size ${JSON.stringify(spec.shm_size)} must be integer bytes or match ${shmSizePattern.source}`
+        `launcher_spec.<site|default>.docker.shm_size ${shown(spec.shm_size)} must be integer bytes or match ${shmSizePattern.source}, at most 2^63 − 1 bytes`
       )
     }
     // Capped at the memory limit.
     if (memory !== undefined && shmSize > memory) shmSize = memory
   }
   return { _tag: "Right", spec: { image, entrypoint, numOfGpus, shmSize, memory, cpus } }
+}
+
+/** A value as an error message shows it (a long one cut short). */
+const shown = (value: unknown): string => {
+  const text = JSON.stringify(value) ?? String(value)
+  return text.length > 40 ? `${text.slice(0, 37)}...` : text
 }
 
 /** The launcher-owned keys `defaultContainerOptions` tries to set (empty when none). */
