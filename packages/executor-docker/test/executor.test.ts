@@ -7,7 +7,6 @@ import { createDockerExecutor, DockerJobExecutor } from "../src/index.js"
 import { cleanupRoots, dockerReady, makeRoot, removeRunContainers, runId, runLabels, socketPath, testImage, testUser } from "./helpers.js"
 import { MockResourceManager, waitForStarted, waitUntil } from "@flexec/testing"
 import { ImageNotFound } from "@flexec/core"
-import { Effect } from "effect"
 import { makeDockerClient } from "../src/DockerClient.js"
 
 const ready = dockerReady("executor.test.ts")
