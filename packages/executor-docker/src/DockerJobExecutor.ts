@@ -7,13 +7,24 @@
 import { ClientExecutor, makeJobExecutor } from "@flexec/core"
 import type { BackendUnavailable, ExecutorOptions, InstanceInUse, InvalidClient } from "@flexec/core"
 import { toPromiseExecutor } from "@flexec/core/promise"
-import type { PromiseExecutor } from "@flexec/core/promise"
+import type { OnParentExit, PromiseExecutor } from "@flexec/core/promise"
 import { Layer } from "effect"
 import { make } from "./DockerJobLauncher.js"
 import type { DockerLauncherOptions } from "./DockerJobLauncher.js"
 
 /** Options of the Docker executor: the shared executor options and the launcher's. */
-export interface DockerExecutorOptions extends ExecutorOptions, DockerLauncherOptions {}
+export interface DockerExecutorOptions extends ExecutorOptions, DockerLauncherOptions {
+  /**
+   * `createDockerExecutor` only: what a program that ends without `close()`
+   * does to its containers. `"abort"` (default): SIGINT/SIGTERM/SIGHUP (with no
+   * handler of the program's own) and uncaught errors close the executor (the
+   * containers are stopped and removed) before the program ends. A plain
+   * `process.exit()` cannot wait for the engine: the containers' workers lose
+   * their connection and abort themselves after their reconnect window (10 s),
+   * and the next parent of the instance reaps them. `"leave"`: nothing is done.
+   */
+  readonly onParentExit?: OnParentExit
+}
 
 /** The Docker executor as a Layer. */
 export const DockerJobExecutor = {
@@ -24,4 +35,4 @@ export const DockerJobExecutor = {
 
 /** The Docker executor as Promises, fully started (recovery done) when it resolves. */
 export const createDockerExecutor = (options: DockerExecutorOptions): Promise<PromiseExecutor> =>
-  toPromiseExecutor(DockerJobExecutor.layer(options))
+  toPromiseExecutor(DockerJobExecutor.layer(options), options.onParentExit !== undefined ? { onParentExit: options.onParentExit } : {})
