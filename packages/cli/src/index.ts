@@ -6,11 +6,13 @@
  */
 import { Command, ValidationError } from "@effect/cli"
 import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Cause, Console, Effect, Exit, Logger, Ref } from "effect"
+import { Cause, Console, Effect, Exit, FiberId, Logger, Ref } from "effect"
+import * as util from "node:util"
 import { conformanceCommand } from "./ConformanceCommand.js"
 import { doctorCommand } from "./DoctorCommand.js"
 import { errorLine, exitCodeOf, ExitCode, squashCause } from "./internal/errors.js"
 import { ExitStatus } from "./internal/exitStatus.js"
+import { guardOutput, writeErr } from "./internal/output.js"
 import { runCommand } from "./RunCommand.js"
 
 export { CliError, errorLine, ExitCode, exitCodeOf } from "./internal/errors.js"
@@ -63,10 +65,24 @@ export const main = (argv: ReadonlyArray<string>): Effect.Effect<number, never, 
     return exitCodeOf(error)
   })
 
-/** Runs `main` on `process.argv` in Node and exits with its status. */
+/**
+ * Runs `main` on `process.argv` in Node and exits with its status. A closed
+ * stdout or stderr (EPIPE, EIO) never crashes it; an uncaught exception (an
+ * internal error) interrupts the command, so that its job is aborted and what
+ * it created is removed, and then exits with status 1.
+ */
 export const runMain = (): void => {
+  guardOutput()
+  let internalError = false
   const fiber = Effect.runFork(main(process.argv).pipe(Effect.provide(NodeContext.layer)))
+  process.on("uncaughtException", (error) => {
+    if (internalError) return
+    internalError = true
+    writeErr(`${errorLine(error)} (an internal error of flexec: stopping the job and cleaning up)\n`)
+    if (process.argv.includes("--verbose")) writeErr(`${util.inspect(error)}\n`)
+    fiber.unsafeInterruptAsFork(FiberId.none)
+  })
   fiber.addObserver((exit) => {
-    process.exit(Exit.isSuccess(exit) ? exit.value : ExitCode.Failure)
+    process.exit(internalError ? ExitCode.Failure : Exit.isSuccess(exit) ? exit.value : ExitCode.Failure)
   })
 }
