@@ -12,6 +12,7 @@ import { conformanceCommand } from "./ConformanceCommand.js"
 import { doctorCommand } from "./DoctorCommand.js"
 import { errorLine, exitCodeOf, ExitCode, squashCause } from "./internal/errors.js"
 import { ExitStatus } from "./internal/exitStatus.js"
+import { precheck } from "./internal/help.js"
 import { guardOutput, writeErr } from "./internal/output.js"
 import { runCommand } from "./RunCommand.js"
 
@@ -46,6 +47,15 @@ const cli = Command.run(flexecCommand, { name: "flexec", version })
  */
 export const main = (argv: ReadonlyArray<string>): Effect.Effect<number, never, NodeContext.NodeContext> =>
   Effect.gen(function* () {
+    const checked = precheck(argv.slice(2), version)
+    if (checked._tag === "Help") {
+      yield* Console.log(checked.text.trimEnd())
+      return ExitCode.Success
+    }
+    if (checked._tag === "Usage") {
+      yield* Console.error(`error: ${checked.message}`)
+      return ExitCode.Usage
+    }
     const status = yield* Ref.make<number>(ExitCode.Success)
     // The engine's own logs: on stderr under --verbose, else none (stdout may be --json).
     const logger = argv.includes("--verbose")

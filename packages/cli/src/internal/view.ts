@@ -87,7 +87,10 @@ export const makeView = (
         outcome: (o) => print(`outcome   ${describeOutcome(o)}`)
       } satisfies View
     }
-    // TTY: a status line at the bottom, redrawn; everything else is printed above it.
+    // TTY: a status line at the bottom, redrawn; everything else is printed above it. Colours
+    // unless NO_COLOR is set (https://no-color.org).
+    const noColor = (process.env.NO_COLOR ?? "") !== ""
+    const paint = (code: string, text: string) => (noColor ? text : `\x1b[${code}m${text}\x1b[0m`)
     let status = "starting"
     let statsLine = ""
     let frame = 0
@@ -122,7 +125,7 @@ export const makeView = (
           return above(`${stamp()} ${detail === undefined ? phase : `${phase.padEnd(9)} ${detail}`}`)
         }),
       event: () => Effect.void,
-      log: (text) => above(`${" ".repeat(11)}\x1b[2m│\x1b[0m ${text}`),
+      log: (text) => above(`${" ".repeat(11)}${paint("2", "│")} ${text}`),
       // on the status line only: it is redrawn, not printed again
       stats: (stats) =>
         Effect.sync(() => {
@@ -133,7 +136,7 @@ export const makeView = (
       outcome: (o) =>
         Effect.sync(() => {
           done = true
-          write(`${clear}${stamp()} ${o.returnCode === 0 ? "\x1b[32m✔\x1b[0m" : "\x1b[31m✘\x1b[0m"} ${describeOutcome(o)}\n`)
+          write(`${clear}${stamp()} ${o.returnCode === 0 ? paint("32", "✔") : paint("31", "✘")} ${describeOutcome(o)}\n`)
         })
     } satisfies View
   })
