@@ -5,7 +5,6 @@
  * @since 0.1.0
  */
 import { Args, Command as CliCommand, Options } from "@effect/cli"
-import { Command } from "@effect/platform"
 import { Effect, Option, Ref } from "effect"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
@@ -13,6 +12,7 @@ import * as path from "node:path"
 import { pathToFileURL } from "node:url"
 import { CliError, ExitCode } from "./internal/errors.js"
 import { ExitStatus } from "./internal/exitStatus.js"
+import { runInherited } from "./internal/platform.js"
 import { verboseOption } from "./RunCommand.js"
 
 /**
@@ -24,7 +24,7 @@ export const conformanceBin = (): Effect.Effect<string, CliError> =>
   Effect.try({
     try: () => path.join(path.dirname(createRequire(import.meta.url).resolve("@flexec/testing/package.json")), "dist", "bin.cjs"),
     catch: () =>
-      new CliError({ message: "@flexec/testing is not installed: npm i -D @flexec/testing vitest @effect/vitest", exitCode: ExitCode.InfrastructureError })
+      new CliError({ message: "@flexec/testing is not installed (flexec conformance runs its suite): npm i -D @flexec/testing vitest@~3.2.7 @effect/vitest@~0.30.0", exitCode: ExitCode.InfrastructureError })
   })
 
 /**
@@ -70,12 +70,7 @@ export const conformanceCommand = CliCommand.make(
       yield* checkLauncherModule(args.module)
       const bin = yield* conformanceBin()
       const argv = [bin, args.module, ...Option.match(args.junit, { onNone: () => [], onSome: (f) => ["--junit", f] })]
-      const code = yield* Command.make(process.execPath, ...argv).pipe(
-        Command.stdin("inherit"),
-        Command.stdout("inherit"),
-        Command.stderr("inherit"),
-        Command.exitCode
-      )
+      const code = yield* runInherited(process.execPath, argv).pipe(Effect.orDie)
       yield* Ref.set(yield* ExitStatus, code)
     })
 ).pipe(CliCommand.withDescription("Run the backend conformance suite of @flexec/testing on a launcher module (pass/fail/skip table)."))

@@ -1,11 +1,11 @@
 /**
  * `@flexec/cli`: the `flexec` command (`run`, `doctor`, `conformance`), built
- * on `@effect/cli` and `@effect/platform-node`.
+ * on `@effect/cli` (with a small Node environment of its own, `internal/platform.ts`).
  *
  * @since 0.1.0
  */
 import { Command, ValidationError } from "@effect/cli"
-import * as NodeContext from "@effect/platform-node/NodeContext"
+import type { FileSystem, Path, Terminal } from "@effect/platform"
 import { Cause, Console, Effect, Exit, FiberId, Logger, Ref } from "effect"
 import * as util from "node:util"
 import { conformanceCommand } from "./ConformanceCommand.js"
@@ -14,6 +14,7 @@ import { errorLine, exitCodeOf, ExitCode, squashCause } from "./internal/errors.
 import { ExitStatus } from "./internal/exitStatus.js"
 import { precheck } from "./internal/help.js"
 import { guardOutput, writeErr } from "./internal/output.js"
+import { CliEnvironment } from "./internal/platform.js"
 import { runCommand } from "./RunCommand.js"
 
 export { CliError, errorLine, ExitCode, exitCodeOf } from "./internal/errors.js"
@@ -45,7 +46,9 @@ const cli = Command.run(flexecCommand, { name: "flexec", version })
  * and succeeds with the process exit status. Errors are printed as one line,
  * `error: <message>`, with the full cause only under `--verbose`.
  */
-export const main = (argv: ReadonlyArray<string>): Effect.Effect<number, never, NodeContext.NodeContext> =>
+export const main = (
+  argv: ReadonlyArray<string>
+): Effect.Effect<number, never, FileSystem.FileSystem | Path.Path | Terminal.Terminal> =>
   Effect.gen(function* () {
     const checked = precheck(argv.slice(2), version)
     if (checked._tag === "Help") {
@@ -84,7 +87,7 @@ export const main = (argv: ReadonlyArray<string>): Effect.Effect<number, never, 
 export const runMain = (): void => {
   guardOutput()
   let internalError = false
-  const fiber = Effect.runFork(main(process.argv).pipe(Effect.provide(NodeContext.layer)))
+  const fiber = Effect.runFork(main(process.argv).pipe(Effect.provide(CliEnvironment)))
   process.on("uncaughtException", (error) => {
     if (internalError) return
     internalError = true
