@@ -258,3 +258,19 @@ describe("flexec run: the live view", () => {
     expect(cli.stdout()).toMatch(/return code 9 \(aborted\); exit code none, signal SIGKILL/)
   })
 })
+
+describe("every job folder of examples/ runs with flexec run", () => {
+  const examples = path.resolve(helloJob, "..")
+  const jobFolders = fs.readdirSync(examples).filter((name) => fs.existsSync(path.join(examples, name, "meta.json")))
+  it("there are job folders (hello-job, python-worker)", () => {
+    expect(jobFolders).toEqual(expect.arrayContaining(["hello-job", "python-worker"]))
+  })
+  for (const name of jobFolders) {
+    it(`examples/${name}: return code 0`, async () => {
+      const { code, stdout, stderr } = await runCli(["run", path.join(examples, name)])
+      expect(stderr).toBe("")
+      expect(stdout).toMatch(/outcome\s+return code 0 \(success\)/)
+      expect(code).toBe(0)
+    })
+  }
+})
