@@ -15,13 +15,12 @@ import type { DockerLauncherOptions } from "./DockerJobLauncher.js"
 /** Options of the Docker executor: the shared executor options and the launcher's. */
 export interface DockerExecutorOptions extends ExecutorOptions, DockerLauncherOptions {
   /**
-   * `createDockerExecutor` only: what a program that ends without `close()`
-   * does to its containers. `"abort"` (default): SIGINT/SIGTERM/SIGHUP (with no
-   * handler of the program's own) and uncaught errors close the executor (the
-   * containers are stopped and removed) before the program ends. A plain
-   * `process.exit()` cannot wait for the engine: the containers' workers lose
-   * their connection and abort themselves after their reconnect window (10 s),
-   * and the next parent of the instance reaps them. `"leave"`: nothing is done.
+   * What a program that ends without `close()` does to its containers.
+   * `"abort"` (default): `createDockerExecutor` closes the executor in order
+   * (the containers are stopped and removed) on SIGINT/SIGTERM/SIGHUP with no
+   * handler of the program's own, and on uncaught errors, before the program
+   * ends; on any other exit the launcher force-removes them. `"leave"`: nothing
+   * is done, for a later parent to adopt or reap them.
    */
   readonly onParentExit?: OnParentExit
 }
