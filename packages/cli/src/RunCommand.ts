@@ -113,6 +113,8 @@ export const runJobFolder = (args: RunArgs) =>
       }
       const job = yield* readJobFolder(args.jobDir)
       const command = yield* jobCommand(args, job)
+      // listening from here on: a signal during the deployment still cleans up what was created
+      const stops = yield* stopQueue
       const workspace = yield* acquireWorkspace(Option.getOrUndefined(args.workspace))
       yield* acquireRunLock(workspace, job.jobId)
       const jobDir = yield* deploy(job, workspace, site)
@@ -174,7 +176,10 @@ export const runJobFolder = (args: RunArgs) =>
       })
       const events = yield* executor.subscribe
 
-      const stops = yield* stopQueue
+      const early = yield* Queue.poll(stops)
+      if (Option.isSome(early)) {
+        return yield* new CliError({ message: `stopped (${describeStop(early.value)}) before the job was launched; nothing was left running`, exitCode: ExitCode.Aborted })
+      }
       yield* Effect.gen(function* () {
         const first = yield* Queue.take(stops)
         yield* view.phase("aborting", `(${describeStop(first)}) the job has ${args.grace}s to stop; press Ctrl-C again to kill it now`)
