@@ -150,6 +150,18 @@ describe("a parent that ends without close() (onParentExit: \"abort\", the defau
   }
 })
 
+describe("a program with its own plan", () => {
+  it("its own SIGTERM handler decides (no abort in order); its process.exit still kills the job's group", async () => {
+    const run = await startParent("own-handler")
+    run.child.kill("SIGTERM")
+    expect(await exitOf(run)).toEqual({ code: 3, signal: null })
+    expect(run.output()).toContain("own handler")
+    expect(run.output()).not.toContain("flexec: SIGTERM received")
+    expect(fs.existsSync(path.join(run.jobDir, "aborted"))).toBe(false)
+    await expectNothingLeft(run)
+  })
+})
+
 describe("onParentExit: \"leave\" (for adoption)", () => {
   it("process.exit(0) leaves the job running with its pid file, for a later parent to adopt or reap", async () => {
     const run = await startParent("exit", "leave")

@@ -3,6 +3,7 @@
 // Starts the job, waits until it is Started, prints `READY`, then ends as `how` says:
 //   "exit"    process.exit(0)                 "throw"  an uncaught exception
 //   "reject"  an unhandled rejection          "wait"   waits (the test sends a signal)
+//   "own-handler"  waits, with a SIGTERM handler of its own that exits 3
 import { createProcessExecutor } from "../../dist/index.js"
 
 const config = JSON.parse(process.argv[2])
@@ -33,6 +34,13 @@ switch (config.how) {
     break
   case "reject":
     void Promise.reject(new Error("boom: an unhandled rejection"))
+    break
+  case "own-handler":
+    process.on("SIGTERM", () => {
+      process.stdout.write("own handler\n")
+      process.exit(3)
+    })
+    setInterval(() => {}, 1 << 30)
     break
   default:
     setInterval(() => {}, 1 << 30)
