@@ -192,4 +192,31 @@ describe.skipIf(!hasTmux)("flexec run in a real terminal (tmux) [skipped without
       t.kill()
     }
   }, 150_000)
+
+  it("the live view on a terminal: the status line shows the job's stats; NO_COLOR leaves out every colour", async () => {
+    const job = makeJobFolder("tty-job", `
+const { runJob } = require("@flexec/core/worker")
+runJob({ run: (ctx) => new Promise((resolve) => {
+  ctx.setStats("training", { round: 7, loss: 0.5 })
+  console.log("working")
+  ctx.signal.addEventListener("abort", () => resolve(0))
+}) })
+`)
+    temps.push(path.dirname(job))
+    for (const noColor of [false, true]) {
+      const t = session("tty", `${noColor ? "NO_COLOR=1 " : ""}exec node ${bin} run ${job} --grace 5`)
+      try {
+        await waitUntil(() => /tty-job: started\s+training: round=7 loss=0\.5/.test(t.screen()), 30_000, () => `the status line with the stats:\n${t.screen()}`)
+        const withEscapes = tmux(t.socket, "capture-pane", "-p", "-e", "-t", "tty")
+        // SGR colour sequences: ESC [ <digits> m (the dim log bar and the ✔/✘ use them)
+        const sgr = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`)
+        if (noColor) expect(withEscapes).not.toMatch(sgr)
+        else expect(withEscapes).toMatch(sgr)
+        tmux(t.socket, "send-keys", "-t", "tty", "C-c")
+        await waitUntil(() => /return code 9 \(aborted\)/.test(t.screen()), 30_000, () => `the outcome:\n${t.screen()}`)
+      } finally {
+        t.kill()
+      }
+    }
+  }, 120_000)
 })
