@@ -4,7 +4,6 @@
  * @since 0.1.0
  */
 import { Command as CliCommand } from "@effect/cli"
-import { Command } from "@effect/platform"
 import { defaultRuntimeDir } from "@flexec/core"
 import { resolveEndpoint } from "@flexec/executor-docker"
 import { Effect, Option, Ref } from "effect"
@@ -14,6 +13,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { ExitStatus } from "./internal/exitStatus.js"
 import { verboseOption } from "./RunCommand.js"
+import { runForOutput } from "./internal/platform.js"
 
 /** One finding: `ok`, `warn` (a problem for some uses), `fail` (the process backend cannot work), or `info`. */
 export interface Check {
@@ -83,8 +83,7 @@ const dockerCheck = Effect.gen(function* () {
   } satisfies Check
 })
 
-const gpuCheck = Command.make("nvidia-smi", "--query-gpu=index,name,memory.total", "--format=csv,noheader").pipe(
-  Command.string,
+const gpuCheck = runForOutput("nvidia-smi", ["--query-gpu=index,name,memory.total", "--format=csv,noheader"]).pipe(
   Effect.timeout("5 seconds"),
   Effect.map((out): Check => {
     const gpus = out.split("\n").map((l) => l.trim()).filter((l) => l !== "")

@@ -1,16 +1,20 @@
 /**
  * `@flexec/cli`: the `flexec` command (`run`, `doctor`, `conformance`), built
- * on `@effect/cli` and `@effect/platform-node`.
+ * on `@effect/cli` (with a small Node environment of its own, `internal/platform.ts`).
  *
  * @since 0.1.0
  */
 import { Command, ValidationError } from "@effect/cli"
-import * as NodeContext from "@effect/platform-node/NodeContext"
-import { Cause, Console, Effect, Exit, Logger, Ref } from "effect"
+import type { FileSystem, Path, Terminal } from "@effect/platform"
+import { Cause, Console, Effect, Exit, FiberId, Logger, Ref } from "effect"
+import * as util from "node:util"
 import { conformanceCommand } from "./ConformanceCommand.js"
 import { doctorCommand } from "./DoctorCommand.js"
 import { errorLine, exitCodeOf, ExitCode, squashCause } from "./internal/errors.js"
 import { ExitStatus } from "./internal/exitStatus.js"
+import { precheck } from "./internal/help.js"
+import { guardOutput, writeErr } from "./internal/output.js"
+import { CliEnvironment } from "./internal/platform.js"
 import { runCommand } from "./RunCommand.js"
 
 export { CliError, errorLine, ExitCode, exitCodeOf } from "./internal/errors.js"
@@ -42,8 +46,19 @@ const cli = Command.run(flexecCommand, { name: "flexec", version })
  * and succeeds with the process exit status. Errors are printed as one line,
  * `error: <message>`, with the full cause only under `--verbose`.
  */
-export const main = (argv: ReadonlyArray<string>): Effect.Effect<number, never, NodeContext.NodeContext> =>
+export const main = (
+  argv: ReadonlyArray<string>
+): Effect.Effect<number, never, FileSystem.FileSystem | Path.Path | Terminal.Terminal> =>
   Effect.gen(function* () {
+    const checked = precheck(argv.slice(2), version)
+    if (checked._tag === "Help") {
+      yield* Console.log(checked.text.trimEnd())
+      return ExitCode.Success
+    }
+    if (checked._tag === "Usage") {
+      yield* Console.error(`error: ${checked.message}`)
+      return ExitCode.Usage
+    }
     const status = yield* Ref.make<number>(ExitCode.Success)
     // The engine's own logs: on stderr under --verbose, else none (stdout may be --json).
     const logger = argv.includes("--verbose")
@@ -63,10 +78,24 @@ export const main = (argv: ReadonlyArray<string>): Effect.Effect<number, never, 
     return exitCodeOf(error)
   })
 
-/** Runs `main` on `process.argv` in Node and exits with its status. */
+/**
+ * Runs `main` on `process.argv` in Node and exits with its status. A closed
+ * stdout or stderr (EPIPE, EIO) never crashes it; an uncaught exception (an
+ * internal error) interrupts the command, so that its job is aborted and what
+ * it created is removed, and then exits with status 1.
+ */
 export const runMain = (): void => {
-  const fiber = Effect.runFork(main(process.argv).pipe(Effect.provide(NodeContext.layer)))
+  guardOutput()
+  let internalError = false
+  const fiber = Effect.runFork(main(process.argv).pipe(Effect.provide(CliEnvironment)))
+  process.on("uncaughtException", (error) => {
+    if (internalError) return
+    internalError = true
+    writeErr(`${errorLine(error)} (an internal error of flexec: stopping the job and cleaning up)\n`)
+    if (process.argv.includes("--verbose")) writeErr(`${util.inspect(error)}\n`)
+    fiber.unsafeInterruptAsFork(FiberId.none)
+  })
   fiber.addObserver((exit) => {
-    process.exit(Exit.isSuccess(exit) ? exit.value : ExitCode.Failure)
+    process.exit(internalError ? ExitCode.Failure : Exit.isSuccess(exit) ? exit.value : ExitCode.Failure)
   })
 }

@@ -1,4 +1,6 @@
 import * as fs from "node:fs"
+import * as os from "node:os"
+import * as path from "node:path"
 import { describe, expect, it } from "vitest"
 import { runCli, stackFrame } from "./helpers.js"
 
@@ -51,10 +53,32 @@ describe("flexec", () => {
     for (const c of ["run", "doctor", "conformance"]) expect(stdout).toContain(c)
   })
 
-  it("run --help shows the options", async () => {
-    const { code, stdout } = await runCli(["run", "--help"])
-    expect(code).toBe(0)
-    for (const o of ["--backend", "--workspace", "--site", "--image", "--grace", "--json"]) expect(stdout).toContain(o)
+  it("run --help: plain text (no ANSI escapes, also with NO_COLOR), usage `flexec run`, every option with its default, no filler", async () => {
+    for (const env of [process.env, { ...process.env, NO_COLOR: "1" }]) {
+      const { code, stdout } = await runCli(["run", "--help"], 60_000, env)
+      expect(code).toBe(0)
+      expect(stdout).not.toContain("\x1b[")
+      expect(stdout.split("\n")[0]).toBe("usage: flexec run [options] <job-dir>")
+      for (const [option, dflt] of [["--backend process|docker", "process"], ["--site <name>", "site-1"], ["--grace <s>", "10"], ["--start-timeout <s>", "60"]] as const) {
+        expect(stdout).toMatch(new RegExp(`^  ${option.replace(/[|]/g, "\\|")}\\s+.*\\(default: ${dflt}\\)$`, "m"))
+      }
+      for (const o of ["--workspace", "--image", "--command", "--json", "--verbose"]) expect(stdout).toContain(o)
+      expect(stdout).not.toMatch(/A user-defined piece of text|This setting is optional|A floating point number/)
+    }
+  })
+
+  it("doctor --help and conformance --help read `flexec <command>`", async () => {
+    expect((await runCli(["doctor", "--help"])).stdout.split("\n")[0]).toBe("usage: flexec doctor [options]")
+    expect((await runCli(["conformance", "--help"])).stdout.split("\n")[0]).toBe("usage: flexec conformance [options] <module>")
+  })
+
+  it("an unknown option is named as the culprit, wherever it stands: exit 2", async () => {
+    for (const args of [["run", "--bogus", "examples/hello-job"], ["run", "examples/hello-job", "--bogus"], ["run", "--bogus=1", "x"]]) {
+      const { code, stdout, stderr } = await runCli(args)
+      expect(code).toBe(2)
+      expect(stdout).toBe("")
+      expect(stderr.trim()).toBe("error: unknown option --bogus for flexec run (flexec run --help lists its options)")
+    }
   })
 
   it("a bad option value is a usage error: exit 2, no stack trace", async () => {
@@ -67,5 +91,19 @@ describe("flexec", () => {
     const { code, stdout } = await runCli(["conformance", "/nonexistent/launcher.mjs"])
     expect(code).toBe(2)
     expect(stdout).toContain("flexec-conformance: cannot find /nonexistent/launcher.mjs")
+  })
+
+  it("conformance on a module without makeLauncher: one line saying so, exit 2, no empty table", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "flexec-conf-"))
+    try {
+      const mod = path.join(dir, "not-a-launcher.mjs")
+      fs.writeFileSync(mod, "export const name = 'x'\nexport const helper = () => 1\n")
+      const { code, stdout, stderr } = await runCli(["conformance", mod])
+      expect(code).toBe(2)
+      expect(stdout).not.toMatch(/0 passed/)
+      expect(stderr.trim()).toBe(`error: ${mod} exports no makeLauncher (nor a default launcher factory); it exports helper, name: export makeLauncher = (ctx) => launcher; the suite did not run`)
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 })

@@ -162,3 +162,38 @@ describe("Promise facade", () => {
     fs.rmSync(runtimeDir, { recursive: true, force: true })
   })
 })
+
+describe("Promise facade: the parent-exit guard (onParentExit)", () => {
+  const counts = () => ["SIGINT", "SIGTERM", "SIGHUP", "uncaughtException"].map((e) => process.listenerCount(e))
+
+  it("listens for SIGINT/SIGTERM/SIGHUP and uncaught errors while an executor is open, and stops at close()", async () => {
+    const runtimeDir = temp()
+    const before = counts()
+    const executor = await toPromiseExecutor(jobExecutorLayer({ client: { clientName: "site-1" }, launcher: makeMemoryLauncher(() => programs.exitWith(0)), runtimeDir }))
+    expect(counts()).toEqual(before.map((n) => n + 1))
+    await executor.close()
+    expect(counts()).toEqual(before)
+    fs.rmSync(runtimeDir, { recursive: true, force: true })
+  })
+
+  it("\"leave\" installs nothing; any other value is a TypeError before anything starts", async () => {
+    const runtimeDir = temp()
+    const before = counts()
+    const executor = await toPromiseExecutor(
+      jobExecutorLayer({ client: { clientName: "site-1" }, launcher: makeMemoryLauncher(() => programs.exitWith(0)), runtimeDir }),
+      { onParentExit: "leave" }
+    )
+    expect(counts()).toEqual(before)
+    await executor.close()
+    const bad = await toPromiseExecutor(
+      jobExecutorLayer({ client: { clientName: "site-1" }, launcher: makeMemoryLauncher(() => programs.exitWith(0)), runtimeDir }),
+      { onParentExit: "keep" as never }
+    ).catch((e: unknown) => e)
+    expect(bad).toBeInstanceOf(TypeError)
+    expect(String(bad)).toContain('onParentExit must be "abort" or "leave", not "keep"')
+    // nothing was started: the instance is free
+    const again = await toPromiseExecutor(jobExecutorLayer({ client: { clientName: "site-1" }, launcher: makeMemoryLauncher(() => programs.exitWith(0)), runtimeDir }))
+    await again.close()
+    fs.rmSync(runtimeDir, { recursive: true, force: true })
+  })
+})

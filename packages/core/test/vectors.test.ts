@@ -31,7 +31,7 @@ interface Vector {
 }
 
 const parseVectors = (text: string): Array<Vector> =>
-  [...text.matchAll(/```vector\n([\s\S]*?)```/g)].map((match) => {
+  [...text.matchAll(/```vector(?: no-run)?\n([\s\S]*?)```/g)].map((match) => {
     const lines = match[1]!.split("\n")
     const field = (name: string) => lines.find((l) => l.startsWith(`${name}: `))?.slice(name.length + 2)
     const hexAt = lines.indexOf("hex:")
@@ -156,7 +156,7 @@ describe("PROTOCOL.md Python example worker", () => {
 
   it.scopedLive.skipIf(python === undefined)("reports Started, answers the built-in topics, stops on abort, exits 0 [skipped without python3]", () =>
     Effect.gen(function* () {
-      const code = /```python\n([\s\S]*?)```/.exec(doc)?.[1]
+      const code = /```python(?: no-run)?\n([\s\S]*?)```/.exec(doc)?.[1]
       expect(code).toBeDefined()
       const script = path.join(base, "worker.py")
       fs.writeFileSync(script, code!)

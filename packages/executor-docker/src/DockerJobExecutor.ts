@@ -7,14 +7,24 @@
 import { ClientExecutor, makeJobExecutor } from "@flexec/core"
 import type { BackendUnavailable, ClientExecutorService, ExecutorOptions, InstanceInUse, InvalidClient } from "@flexec/core"
 import { toPromiseExecutor } from "@flexec/core/promise"
-import type { PromiseExecutor } from "@flexec/core/promise"
+import type { OnParentExit, PromiseExecutor } from "@flexec/core/promise"
 import { Layer } from "effect"
 import type { Effect, Scope } from "effect"
 import { make } from "./DockerJobLauncher.js"
 import type { DockerLauncherOptions } from "./DockerJobLauncher.js"
 
 /** Options of the Docker executor: the shared executor options and the launcher's. */
-export interface DockerExecutorOptions extends ExecutorOptions, DockerLauncherOptions {}
+export interface DockerExecutorOptions extends ExecutorOptions, DockerLauncherOptions {
+  /**
+   * What a program that ends without `close()` does to its containers.
+   * `"abort"` (default): `createDockerExecutor` closes the executor in order
+   * (the containers are stopped and removed) on SIGINT/SIGTERM/SIGHUP with no
+   * handler of the program's own, and on uncaught errors, before the program
+   * ends; on any other exit the launcher force-removes them. `"leave"`: nothing
+   * is done, for a later parent to adopt or reap them.
+   */
+  readonly onParentExit?: OnParentExit
+}
 
 /** What making the Docker executor can fail with (the engine's errors). */
 export type DockerExecutorError = InstanceInUse | BackendUnavailable | InvalidClient
@@ -37,4 +47,4 @@ export const DockerJobExecutor = {
 
 /** The Docker executor as Promises, fully started (recovery done) when it resolves. */
 export const createDockerExecutor = (options: DockerExecutorOptions): Promise<PromiseExecutor> =>
-  toPromiseExecutor(DockerJobExecutor.layer(options))
+  toPromiseExecutor(DockerJobExecutor.layer(options), options.onParentExit !== undefined ? { onParentExit: options.onParentExit } : {})

@@ -36,6 +36,7 @@ import {
   parseContainerUser
 } from "./internal/spec.js"
 import type { DockerJobSpec } from "./internal/spec.js"
+import { removeOnExit } from "./internal/exitRemove.js"
 
 /** When the launcher pulls an image. */
 export type PullPolicy = "never" | "if-missing" | "always"
@@ -79,6 +80,16 @@ export interface DockerLauncherOptions {
   readonly pullTimeoutMs?: number
   /** The job's `log.txt` stops growing past this many bytes (default 30 MiB); the `logs` stream goes on. */
   readonly maxLogBytes?: number
+  /**
+   * What happens to running containers when the parent exits without closing
+   * its executor. `"abort"` (default): on the process's `'exit'` each container
+   * is force-removed through the Engine API (by a short helper process, since an
+   * `'exit'` listener cannot wait; no grace period). `"leave"`: they keep
+   * running, for a later parent of the same instance to adopt or reap.
+   * `createDockerExecutor` also closes the executor in order on
+   * SIGINT/SIGTERM/SIGHUP and uncaught errors (unless `"leave"`).
+   */
+  readonly onParentExit?: "abort" | "leave"
 }
 
 /** The Docker launcher: a `JobLauncher` plus the user its jobs run as. */
@@ -482,6 +493,14 @@ export const makeWithClient = (options: DockerLauncherOptions, client: DockerCli
             Effect.catchAll((e) => Effect.logWarning(`docker: could not remove container ${name} of job ${jobId}: ${e.message}`))
           )
       )
+      // a parent that exits without closing the executor removes the container on its way out
+      const engineSocketPath = client.endpoint.socketPath
+      if (options.onParentExit !== "leave" && engineSocketPath !== undefined) {
+        yield* Effect.acquireRelease(
+          Effect.sync(() => removeOnExit({ socketPath: engineSocketPath, containerId: id, channelDir: req.channel.dir })),
+          (unguard) => Effect.sync(unguard)
+        )
+      }
 
       const attachment = yield* Effect.acquireRelease(
         client.attach(id, sink.write).pipe(Effect.mapError(apiFailure("cannot attach to the container's output"))),

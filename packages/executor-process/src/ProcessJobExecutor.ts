@@ -26,7 +26,8 @@ const launcherOptions = (options: ProcessExecutorOptions): ProcessLauncherOption
   ...(options.logMaxBytes !== undefined ? { logMaxBytes: options.logMaxBytes } : {}),
   ...(options.logFiles !== undefined ? { logFiles: options.logFiles } : {}),
   ...(options.runtimeDir !== undefined ? { runtimeDir: options.runtimeDir } : {}),
-  ...(options.killTimeoutMs !== undefined ? { killTimeoutMs: options.killTimeoutMs } : {})
+  ...(options.killTimeoutMs !== undefined ? { killTimeoutMs: options.killTimeoutMs } : {}),
+  ...(options.onParentExit !== undefined ? { onParentExit: options.onParentExit } : {})
 })
 
 /**
@@ -51,6 +52,9 @@ export const ProcessJobExecutor = { make, layer } as const
 /**
  * The process executor with a Promise API, fully started (recovery done) when
  * it resolves. `close()` aborts what still runs and releases every resource.
+ * A program that ends without `close()` aborts its jobs too (`onParentExit`,
+ * default `"abort"`: SIGINT/SIGTERM/SIGHUP and uncaught errors close the
+ * executor first; any other exit SIGKILLs the jobs' process groups).
  */
 export const createProcessExecutor = async (options: ProcessExecutorOptions): Promise<PromiseExecutor> =>
-  toPromiseExecutor(layer(options))
+  toPromiseExecutor(layer(options), options.onParentExit !== undefined ? { onParentExit: options.onParentExit } : {})

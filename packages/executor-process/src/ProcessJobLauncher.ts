@@ -27,6 +27,7 @@ import { resolveExecutable } from "./internal/executable.js"
 import { signalGroup } from "./internal/group.js"
 import { makeSpawnTurns } from "./internal/spawnTurns.js"
 import type { ProcessGroup } from "./internal/group.js"
+import { killOnExit } from "./internal/exitKill.js"
 import { JobLog, LineSplitter } from "./internal/jobLog.js"
 import { readPidFiles, removePidFile, writePidFile } from "./internal/pidFile.js"
 import type { PidFile } from "./internal/pidFile.js"
@@ -50,6 +51,17 @@ export interface ProcessLauncherOptions {
   readonly runtimeDir?: string
   /** SIGTERM → SIGKILL for recovered jobs, which carry no request (default 5000 ms). */
   readonly killTimeoutMs?: number
+  /**
+   * What happens to running jobs when the parent process exits without
+   * closing its executor. `"abort"` (default): on the process's `'exit'` the
+   * launcher SIGKILLs each job's process group (an `'exit'` listener cannot
+   * wait, so there is no SIGTERM first) and removes its pid file and channel
+   * directory. `"leave"`: they keep running, for a later parent of the same
+   * instance to adopt (`recover: "adopt"`) or reap. A parent killed by a signal
+   * emits no `'exit'`: the Promise facade (`createProcessExecutor`) turns
+   * SIGINT/SIGTERM/SIGHUP into an orderly close first.
+   */
+  readonly onParentExit?: "abort" | "leave"
 }
 
 /** The process backend's launcher: a `JobLauncher` plus the user jobs run as. */
@@ -336,8 +348,18 @@ const launch = (options: ResolvedOptions, spawnTurn: Effect.Effect<void>) => (re
       return { running, pidFile }
     })
 
-    const { running } = yield* Effect.acquireRelease(acquire, ({ pidFile, running }) =>
-      stop(running).pipe(Effect.ensuring(Effect.sync(() => removePidFile(pidFile))))
+    const { running } = yield* Effect.acquireRelease(
+      Effect.map(acquire, (acquired) => ({
+        ...acquired,
+        unguard: options.onParentExit === "abort"
+          ? killOnExit({ group: acquired.running.group, pidFile: acquired.pidFile, channelDir: request.channel.dir })
+          : undefined
+      })),
+      ({ pidFile, running, unguard }) =>
+        stop(running).pipe(Effect.ensuring(Effect.sync(() => {
+          unguard?.()
+          removePidFile(pidFile)
+        })))
     )
 
     const terminating = yield* Ref.make(false)
@@ -431,11 +453,15 @@ interface ResolvedOptions {
   readonly logFiles: number
   readonly runtimeDir: string | undefined
   readonly killTimeout: Duration.Duration
+  readonly onParentExit: "abort" | "leave"
 }
 
 const resolveOptions = (options: ProcessLauncherOptions): ResolvedOptions => {
   if ((options.uid === undefined) !== (options.gid === undefined)) {
     throw new TypeError("ProcessJobLauncher: give uid and gid together")
+  }
+  if (options.onParentExit !== undefined && options.onParentExit !== "abort" && options.onParentExit !== "leave") {
+    throw new TypeError(`ProcessJobLauncher: onParentExit must be "abort" or "leave", not ${JSON.stringify(options.onParentExit)}`)
   }
   const positive = (name: string, value: number | undefined, fallback: number): number => {
     if (value === undefined) return fallback
@@ -447,7 +473,8 @@ const resolveOptions = (options: ProcessLauncherOptions): ResolvedOptions => {
     logMaxBytes: positive("logMaxBytes", options.logMaxBytes, defaultLogMaxBytes),
     logFiles: positive("logFiles", options.logFiles, defaultLogFiles),
     runtimeDir: options.runtimeDir,
-    killTimeout: Duration.millis(positive("killTimeoutMs", options.killTimeoutMs, defaultKillTimeoutMs))
+    killTimeout: Duration.millis(positive("killTimeoutMs", options.killTimeoutMs, defaultKillTimeoutMs)),
+    onParentExit: options.onParentExit ?? "abort"
   }
 }
 

@@ -21,6 +21,47 @@ export interface JobFolder {
   readonly dir: string
   readonly jobId: string
   readonly metaText: string
+  /** The entry point found in `app/` (`main.js`, `main.mjs` or `main.py`), if any. */
+  readonly entry: Entry | undefined
+}
+
+/** The entry points `flexec run` looks for in `app/`, in this order. */
+export const entries = ["main.js", "main.mjs", "main.py"] as const
+
+/** An entry point of a job's app. */
+export type Entry = (typeof entries)[number]
+
+/**
+ * The command for an entry point (placeholders resolved by the executor):
+ * Node runs `main.js` / `main.mjs` (`node` in a container, this Node for the
+ * process backend), Python 3 runs `main.py`.
+ */
+export const commandFor = (entry: Entry, backend: "process" | "docker"): ReadonlyArray<string> =>
+  entry === "main.py"
+    ? ["python3", `{appDir}/${entry}`]
+    : [backend === "docker" ? "node" : process.execPath, `{appDir}/${entry}`]
+
+/** Splits a `--command` value into argv: words separated by blanks; single or double quotes group. */
+export const splitCommand = (text: string): ReadonlyArray<string> => {
+  const words: Array<string> = []
+  let word: string | undefined
+  let quote: string | undefined
+  for (const c of text) {
+    if (quote !== undefined) {
+      if (c === quote) quote = undefined
+      else word = (word ?? "") + c
+    } else if (c === "'" || c === '"') {
+      quote = c
+      word ??= ""
+    } else if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word)
+      word = undefined
+    } else {
+      word = (word ?? "") + c
+    }
+  }
+  if (word !== undefined) words.push(word)
+  return words
 }
 
 const fail = (message: string, exitCode: number = ExitCode.ConfigError) => Effect.fail(new CliError({ message, exitCode }))
@@ -46,10 +87,11 @@ export const readJobFolder = (input: string): Effect.Effect<JobFolder, CliError 
     }
     const appDir = path.join(dir, "app")
     if (!fs.statSync(appDir, { throwIfNoEntry: false })?.isDirectory()) {
-      return yield* fail(`no app/ folder in ${dir}: put the job's code there (for Node, app/main.js)`)
+      return yield* fail(`no app/ folder in ${dir}: put the job's code there (app/main.js, app/main.mjs or app/main.py, or give --command)`)
     }
     const jobId = yield* decodeJobId(decoded.right.job_id ?? path.basename(dir))
-    return { dir, jobId, metaText }
+    const entry = entries.find((name) => fs.statSync(path.join(appDir, name), { throwIfNoEntry: false })?.isFile() === true)
+    return { dir, jobId, metaText, entry }
   })
 
 /**
@@ -74,9 +116,65 @@ export const acquireWorkspace = (given: string | undefined): Effect.Effect<strin
       (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
     )
 
+/** /proc/<pid>/stat field 22 (the start time), or undefined when there is no such process. */
+const startTimeOf = (pid: number): string | undefined => {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8")
+    return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19]
+  } catch {
+    return undefined
+  }
+}
+
 /**
- * Deploys the folder into `<workspace>/<jobId>/` (replacing an earlier
- * deployment of the same job there); returns the job directory.
+ * Takes `<workspace>/.flexec-run-<jobId>.json` (this process's pid and start
+ * time) for the scope's lifetime, so that a second `flexec run` of the same job
+ * in the same workspace is refused instead of replacing the running job's
+ * folder. A lock whose process is gone is taken over.
+ */
+export const acquireRunLock = (workspace: string, jobId: string): Effect.Effect<void, CliError, Scope.Scope> => {
+  const file = path.join(workspace, `.flexec-run-${jobId}.json`)
+  const me = JSON.stringify({ pid: process.pid, startTime: startTimeOf(process.pid) ?? "" })
+  const take = Effect.suspend(() => {
+    for (let attempt = 0; attempt < 3; attempt++) {
+      try {
+        fs.writeFileSync(file, me, { flag: "wx", mode: 0o600 })
+        return Effect.void
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== "EEXIST") {
+          return fail(`cannot lock ${file}: ${e instanceof Error ? e.message : String(e)}`, ExitCode.InfrastructureError)
+        }
+      }
+      let owner: { pid?: unknown; startTime?: unknown } = {}
+      try {
+        owner = JSON.parse(fs.readFileSync(file, "utf8")) as typeof owner
+      } catch {
+        // unreadable: a half-written lock; treated as stale
+      }
+      if (typeof owner.pid === "number" && owner.pid !== process.pid && startTimeOf(owner.pid) === owner.startTime) {
+        return fail(
+          `job ${jobId} is already running in workspace ${workspace} (flexec run, pid ${owner.pid}): wait for it to end, stop it, or give another --workspace`,
+          ExitCode.InfrastructureError
+        )
+      }
+      fs.rmSync(file, { force: true })
+    }
+    return fail(`cannot lock ${file}: another flexec run keeps taking it`, ExitCode.InfrastructureError)
+  })
+  return Effect.acquireRelease(take, () =>
+    Effect.sync(() => {
+      try {
+        if (fs.readFileSync(file, "utf8") === me) fs.rmSync(file, { force: true })
+      } catch {
+        // already gone
+      }
+    })
+  )
+}
+
+/**
+ * Deploys the folder into `<workspace>/<jobId>/` (replacing an earlier,
+ * finished deployment of the same job there); returns the job directory.
  */
 export const deploy = (job: JobFolder, workspace: string, site: string): Effect.Effect<string, CliError> =>
   Effect.try({

@@ -20,9 +20,23 @@ export interface View {
   readonly event: (event: ExecutorEvent) => Effect.Effect<void>
   /** A line of the job's log. */
   readonly log: (line: string) => Effect.Effect<void>
+  /** The job's stats (`ctx.setStats`), when they changed. */
+  readonly stats: (stats: Readonly<Record<string, unknown>>) => Effect.Effect<void>
+  /** A note about the run (on stderr-worthy matters it goes to the log of the view). */
+  readonly note: (text: string) => Effect.Effect<void>
   /** The outcome: the last thing shown. */
   readonly outcome: (outcome: JobOutcome) => Effect.Effect<void>
 }
+
+/** The stats as one short line: `training: round=3 of=5 loss=0.333`. */
+export const formatStats = (stats: Readonly<Record<string, unknown>>): string =>
+  Object.entries(stats)
+    .map(([group, value]) =>
+      value !== null && typeof value === "object" && !Array.isArray(value)
+        ? `${group}: ${Object.entries(value).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`).join(" ")}`
+        : `${group}: ${JSON.stringify(value)}`
+    )
+    .join("; ")
 
 /** One line describing an outcome. */
 export const describeOutcome = (o: JobOutcome): string => {
@@ -52,6 +66,8 @@ export const makeView = (
       const line = (o: Record<string, unknown>) => Effect.sync(() => write(`${JSON.stringify(o)}\n`))
       return {
         phase: (phase, detail) => (phase === "aborting" || phase === "killing" ? line({ type: "signal", jobId, action: phase === "aborting" ? "abort" : "kill", time: Date.now(), ...(detail !== undefined ? { detail } : {}) }) : Effect.void),
+        stats: (stats) => line({ type: "stats", jobId, time: Date.now(), stats }),
+        note: (text) => line({ type: "note", jobId, time: Date.now(), text }),
         event: (event) => {
           const { _tag, ...rest } = event
           return line({ type: _tag, ...rest })
@@ -66,16 +82,26 @@ export const makeView = (
         phase: (phase, detail) => print(detail === undefined ? phase : `${phase.padEnd(9)} ${detail}`),
         event: () => Effect.void,
         log: (text) => print(`| ${text}`),
+        stats: (stats) => print(`stats     ${formatStats(stats)}`),
+        note: (text) => print(`          ${text}`),
         outcome: (o) => print(`outcome   ${describeOutcome(o)}`)
       } satisfies View
     }
-    // TTY: a status line at the bottom, redrawn; everything else is printed above it.
+    // TTY: a status line at the bottom, redrawn; everything else is printed above it. Colours
+    // unless NO_COLOR is set (https://no-color.org).
+    const noColor = (process.env.NO_COLOR ?? "") !== ""
+    const paint = (code: string, text: string) => (noColor ? text : `\x1b[${code}m${text}\x1b[0m`)
     let status = "starting"
+    let statsLine = ""
     let frame = 0
     let done = false
     const clear = "\r\x1b[2K"
     const draw = () => {
-      if (!done) write(`${clear}${spinnerFrames[frame % spinnerFrames.length]} ${elapsed().padStart(8)}  ${jobId}: ${status}`)
+      if (!done) {
+        const columns = process.stdout.columns ?? 80
+        const text = `${spinnerFrames[frame % spinnerFrames.length]} ${elapsed().padStart(8)}  ${jobId}: ${status}${statsLine === "" ? "" : `  ${statsLine}`}`
+        write(`${clear}${text.slice(0, Math.max(20, columns - 1))}`)
+      }
     }
     const above = (s: string) =>
       Effect.sync(() => {
@@ -99,11 +125,18 @@ export const makeView = (
           return above(`${stamp()} ${detail === undefined ? phase : `${phase.padEnd(9)} ${detail}`}`)
         }),
       event: () => Effect.void,
-      log: (text) => above(`${" ".repeat(11)}\x1b[2m│\x1b[0m ${text}`),
+      log: (text) => above(`${" ".repeat(11)}${paint("2", "│")} ${text}`),
+      // on the status line only: it is redrawn, not printed again
+      stats: (stats) =>
+        Effect.sync(() => {
+          statsLine = formatStats(stats)
+          draw()
+        }),
+      note: (text) => above(`${" ".repeat(11)} ${text}`),
       outcome: (o) =>
         Effect.sync(() => {
           done = true
-          write(`${clear}${stamp()} ${o.returnCode === 0 ? "\x1b[32m✔\x1b[0m" : "\x1b[31m✘\x1b[0m"} ${describeOutcome(o)}\n`)
+          write(`${clear}${stamp()} ${o.returnCode === 0 ? paint("32", "✔") : paint("31", "✘")} ${describeOutcome(o)}\n`)
         })
     } satisfies View
   })

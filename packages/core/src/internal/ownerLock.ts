@@ -57,16 +57,23 @@ export const acquireOwnerLock = (runtimeDir: string, instanceId: string): Effect
     }
     return Effect.fail(new InstanceInUse({ instanceId, ownerPid: readOwner(file)?.pid ?? -1 }))
   })
-  return Effect.acquireRelease(take, () =>
-    Effect.sync(() => {
-      const owner = readOwner(file)
-      if (owner && owner.pid === me.pid && owner.startTime === me.startTime) {
-        try {
-          fs.unlinkSync(file)
-        } catch {
-          // already gone
-        }
+  const release = () => {
+    const owner = readOwner(file)
+    if (owner && owner.pid === me.pid && owner.startTime === me.startTime) {
+      try {
+        fs.unlinkSync(file)
+      } catch {
+        // already gone
       }
-    })
+    }
+  }
+  // a parent that exits without closing the executor leaves no lock of a dead owner behind
+  return Effect.acquireRelease(
+    Effect.tap(take, () => Effect.sync(() => process.on("exit", release))),
+    () =>
+      Effect.sync(() => {
+        process.off("exit", release)
+        release()
+      })
   )
 }

@@ -10,6 +10,7 @@ import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Queue } from "eff
 import type { Layer } from "effect"
 import { ClientExecutor } from "../ClientExecutor.js"
 import { eventListenersOf } from "../internal/eventListeners.js"
+import { guardExit } from "../internal/exitGuard.js"
 import { sendNowOf, statusNowOf } from "../internal/fastRequest.js"
 import { statusMessage } from "../Status.js"
 import type {
@@ -55,6 +56,24 @@ export interface PromiseExecutor {
   close(): Promise<void>
 }
 
+/**
+ * What happens to the jobs when the program ends without `close()`: `"abort"`
+ * (the default) aborts them — on SIGINT, SIGTERM or SIGHUP (when the program
+ * installed no handler of its own for it) and on an uncaught exception or
+ * unhandled rejection the executor is closed (the real abort) and the program
+ * then ends by that signal, or with status 1; on any other exit the backend
+ * kills them synchronously (the process backend SIGKILLs their process
+ * groups). `"leave"` leaves them running, for a later parent of the same
+ * instance to adopt (`recover: "adopt"`) or reap.
+ */
+export type OnParentExit = "abort" | "leave"
+
+/** Options of `toPromiseExecutor`. */
+export interface PromiseExecutorOptions {
+  /** Default `"abort"`. */
+  readonly onParentExit?: OnParentExit
+}
+
 const toRejection = (cause: Cause.Cause<unknown>): unknown => {
   const failure = Cause.failureOption(cause)
   if (failure._tag === "Some") return failure.value
@@ -65,8 +84,17 @@ const toRejection = (cause: Cause.Cause<unknown>): unknown => {
 /**
  * Builds the executor of `layer` and resolves once it is fully started
  * (recovery done). Rejects with the layer's error (e.g. `InstanceInUse`).
+ * Until `close()`, the program's end aborts the executor's jobs (see
+ * `OnParentExit`; `{ onParentExit: "leave" }` opts out).
  */
-export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>): Promise<PromiseExecutor> => {
+export const toPromiseExecutor = async <E>(
+  layer: Layer.Layer<ClientExecutor, E>,
+  options: PromiseExecutorOptions = {}
+): Promise<PromiseExecutor> => {
+  const onParentExit = options.onParentExit ?? "abort"
+  if (onParentExit !== "abort" && onParentExit !== "leave") {
+    throw new TypeError(`toPromiseExecutor: onParentExit must be "abort" or "leave", not ${JSON.stringify(onParentExit)}`)
+  }
   const runtime = ManagedRuntime.make(layer)
   // one promise per call, settled from the fiber's exit (no await in between)
   const run = <A>(effect: Effect.Effect<A, unknown, ClientExecutor>): Promise<A> =>
@@ -88,7 +116,13 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
   // event over as it is published (no fiber's turn in between); another one is
   // read through a subscription.
   const listeners = new Set<(event: ExecutorEvent | undefined) => void>()
-  const fanOut = (event: ExecutorEvent) => listeners.forEach((l) => l(event))
+  // the jobs running now, for the exit guard's message
+  const running = new Set<string>()
+  const fanOut = (event: ExecutorEvent) => {
+    if (event._tag === "Completed") running.delete(event.jobId)
+    else if (event._tag === "Launched" || (event._tag === "Recovered" && event.action === "adopted")) running.add(event.jobId)
+    listeners.forEach((l) => l(event))
+  }
   const registry = eventListenersOf(service)
   const sendNow = sendNowOf(service)
   const statusNow = statusNowOf(service)
@@ -114,6 +148,18 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
           })
         )
   let closed: Promise<void> | undefined
+  const close = (): Promise<void> => {
+    closed ??= (async () => {
+      await runtime.dispose()
+      unguard?.()
+      removeListener?.()
+      if (pump !== undefined) await Effect.runPromise(Fiber.interrupt(pump))
+      listeners.forEach((l) => l(undefined))
+      listeners.clear()
+    })()
+    return closed
+  }
+  const unguard = onParentExit === "abort" ? guardExit({ running: () => running.size, close }) : undefined
 
   const events = (): AsyncIterable<ExecutorEvent> => {
     const buffer: Array<ExecutorEvent> = []
@@ -176,15 +222,6 @@ export const toPromiseExecutor = async <E>(layer: Layer.Layer<ClientExecutor, E>
     jobs: () => run(service.jobs),
     recovered: () => run(service.recovered),
     events,
-    close: () => {
-      closed ??= (async () => {
-        await runtime.dispose()
-        removeListener?.()
-        if (pump !== undefined) await Effect.runPromise(Fiber.interrupt(pump))
-        listeners.forEach((l) => l(undefined))
-        listeners.clear()
-      })()
-      return closed
-    }
+    close
   }
 }

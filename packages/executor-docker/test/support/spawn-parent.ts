@@ -23,6 +23,8 @@ export interface ParentArgs {
   readonly job: unknown
   readonly client: unknown
   readonly labels: Readonly<Record<string, string>>
+  /** After STARTED: wait to be killed (default), or `process.exit(0)` without closing (`exit`; `exit-leave` with `onParentExit: "leave"`). */
+  readonly then?: "exit" | "exit-leave"
 }
 
 /** A running parent process. */
@@ -48,7 +50,8 @@ export const spawnParent = (args: ParentArgs): SpawnedParent => {
     args.socketPath,
     JSON.stringify(args.job),
     JSON.stringify(args.client),
-    JSON.stringify(args.labels)
+    JSON.stringify(args.labels),
+    ...(args.then !== undefined ? [args.then] : [])
   ]
   const child = cp.spawn(process.execPath, [viteNode, path.join(here, "adopt-parent.ts"), ...argv], {
     stdio: ["ignore", "pipe", "pipe"]
