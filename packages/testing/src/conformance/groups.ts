@@ -35,9 +35,10 @@ const contextOf = (input: GroupInput): ConformanceContext => ("runId" in input ?
 /** A test's failure names the promise it checks (its title) before the detail. */
 const namingPromise = (name: string) => (error: unknown): never => {
   const e = error instanceof Error ? error : new Error(String(error))
-  const [first = "", ...rest] = e.message.split("\n")
-  e.message = [`broken promise "${name}": ${first}`, ...rest].join("\n")
-  throw e
+  const [first = "", ...rest] = String(e.message).split("\n")
+  const named = new Error([`broken promise "${name}": ${first}`, ...rest].join("\n"), { cause: error })
+  named.stack = `${named.message}\n${(e.stack ?? "").split("\n").filter((l) => /^\s+at /.test(l)).join("\n")}`
+  throw named
 }
 
 const test = (common: ConformanceContext, name: string, body: Body, options?: HarnessOptions) =>
@@ -397,9 +398,9 @@ export const outcomesTests = (input: GroupInput): void => {
 
     testWith(common, caps, "memoryLimit", "a job over its memory limit is killed or cannot allocate", (h) =>
       Effect.gen(function* () {
-        const outcome = yield* h
-          .start("allocate-until-oom", [1024], { meta: { resource_spec: { [mockClient().clientName]: { memory: "256Mi" } } } })
-          .pipe(Effect.flatMap((jobId) => completion(h, jobId, common.timeouts.testMs)))
+        const jobId = yield* h.start("allocate-until-oom", [1024], { meta: { resource_spec: { [mockClient().clientName]: { memory: "256Mi" } } } })
+        const outcome = yield* completion(h, jobId, common.timeouts.testMs)
+        yield* check(eventsOf(h, jobId).includes("Started"), `the job limited to 256Mi never started (${show(outcome)}): a claimed memoryLimit must run it`)
         yield* check(
           outcome.exit.code !== fixtureFacts.exitCodes.oomCap && outcome.returnCode !== 0,
           `a job limited to 256Mi allocated 1 GiB and ended ${show(outcome.exit)}: capabilities.memoryLimit is claimed, no limit holds`

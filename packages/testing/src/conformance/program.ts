@@ -93,6 +93,7 @@ const conformanceJob = (h, flags) => {
     handlers,
     run: async (ctx) => {
       if (flags.includes("child")) {
+        if (!h.real) throw new Error("conformance-job: flag child needs an OS process")
         const code = 'process.on("SIGTERM", () => {}); setInterval(() => {}, 1 << 30)'
         const child = require("node:child_process").spawn(process.execPath, ["-e", code], { stdio: "ignore" })
         child.unref()
