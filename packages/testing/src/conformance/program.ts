@@ -124,14 +124,16 @@ module.exports = {
       })
   },
   "conformance-job": { main: conformanceJob },
-  // 1.5 MiB on stdout and 64 KiB on stderr in 1 KiB lines, then run returns 0.
+  // 1.5 MiB on stdout and 64 KiB on stderr in 1 KiB lines; once the output is flushed (as a program
+  // that ends on its own does), run returns 0.
   "conformance-flood": {
     main: (h) =>
       h.runJob({
-        run: () => {
+        run: async () => {
           const line = "x".repeat(1023) + "\\n"
           for (let i = 0; i < 1536; i++) write(h, "stdout", line)
           for (let i = 0; i < 64; i++) write(h, "stderr", line)
+          if (!h.write) await Promise.all([process.stdout, process.stderr].map((s) => new Promise((resolve) => s.write("", resolve))))
           return 0
         }
       })

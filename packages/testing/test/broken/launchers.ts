@@ -15,6 +15,8 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Harness, InMemoryLauncher } from "../../src/index.js"
+import { processesOfJob } from "../../src/index.js"
+import { minimalLauncher } from "./minimal.js"
 import { conformanceJobFacts, conformanceJobFixture, conformancePrograms, fixtureFacts, InMemoryJobLauncher, MockResourceManager } from "../../src/index.js"
 
 type Change = (launcher: InMemoryLauncher) => Partial<InMemoryLauncher>
@@ -229,6 +231,41 @@ const memoryProbe: Probe = (h) =>
 
 const gpuClaimProbe: Probe = (h) => (h.launcher.capabilities.gpus === true ? reportedProbe("gpus")(h) : Effect.succeed(undefined))
 
+/** A job with a SIGTERM-ignoring child, ended one way: are its processes gone 3 s after its completion? */
+const treeProbe = (how: "abort" | "exit" | "terminate"): Probe => (h) =>
+  Effect.gen(function* () {
+    const jobId = yield* h.start(conformanceJobFixture, how === "terminate" ? ["child", "stubborn"] : ["child"])
+    yield* h.waitEvent("Started", jobId)
+    yield* h.until("the child's pid file", () => fs.existsSync(path.join(h.workspace, jobId, conformanceJobFacts.childPidFile)))
+    const child = Number(fs.readFileSync(path.join(h.workspace, jobId, conformanceJobFacts.childPidFile), "utf8"))
+    if (how === "exit") yield* ask(h, jobId, conformanceJobFacts.topics.exit)
+    else yield* h.executor.abortApp(jobId)
+    yield* h.executor.awaitCompletion(jobId)
+    const gone = yield* Effect.either(h.until("the job's processes to be gone", () => processesOfJob(jobId).length === 0, 3_000))
+    const left = processesOfJob(jobId)
+    // the probe's own cleanup: nothing of it may outlive the test
+    for (const pid of [...left, child]) {
+      try {
+        process.kill(pid, "SIGKILL")
+      } catch {
+        // gone
+      }
+    }
+    return gone._tag === "Left" ? `after the ${how}, process(es) ${left.join(", ")} of the job still run 3 s after its completion` : undefined
+  })
+
+/** A job writing 1.5 MiB: does it end? */
+const floodProbe: Probe = (h) =>
+  Effect.gen(function* () {
+    const jobId = yield* h.start("conformance-flood")
+    const done = yield* h.executor.awaitCompletion(jobId).pipe(Effect.timeout(Duration.seconds(4)), Effect.option)
+    if (Option.isNone(done)) return "a job that wrote 1.5 MiB has not ended after 4 s (its pipe is full, nobody reads it)"
+    return done.value.returnCode === 0 ? undefined : `a job that wrote 1.5 MiB ended ${JSON.stringify(done.value)}, not 0`
+  })
+
+const minimal = (flaws: Parameters<typeof minimalLauncher>[0]) => () => Effect.succeed(minimalLauncher(flaws))
+const minimalBaseline = () => Effect.succeed(minimalLauncher())
+
 // ---- the broken launchers ---------------------------------------------------------------------
 
 /** One broken launcher: its factory, the promise (issue point) it breaks, and the group and test that must catch it. */
@@ -239,6 +276,8 @@ export interface Broken {
   readonly test: string
   readonly make: () => Effect.Effect<JobLauncher, never, Scope.Scope>
   readonly probe: Probe
+  /** The unbroken launcher the probe is also run on (default: the in-memory launcher). */
+  readonly baseline?: () => Effect.Effect<JobLauncher, never, Scope.Scope>
 }
 
 const escalate = "terminate({ killAfter }) escalates on time"
@@ -508,6 +547,46 @@ export const brokenLaunchers: Record<string, Broken> = {
     probe: validateProbe
   }
 }
+
+Object.assign(brokenLaunchers, {
+  // ---- point 2: the whole tree (real processes: a minimal process launcher with one flaw) ----
+  /** WRITING_A_BACKEND.md §4 as it was printed: the release kills nothing once the leader exited, and no validate. */
+  "docs-minimal-as-printed": {
+    point: 2,
+    group: "tree",
+    test: "a cooperative abort where the leader exits first",
+    make: minimal({ releaseSkipsExited: true, noValidate: true }),
+    probe: treeProbe("abort"),
+    baseline: minimalBaseline
+  },
+  /** The release skips a leader that exited 0: its child keeps running. */
+  "release-skips-exited-leader": {
+    point: 2,
+    group: "tree",
+    test: "a normal exit of the leader",
+    make: minimal({ releaseSkipsExited: true }),
+    probe: treeProbe("exit"),
+    baseline: minimalBaseline
+  },
+  /** SIGTERM and SIGKILL go to the leader only, never its group. */
+  "signals-leader-only": {
+    point: 2,
+    group: "tree",
+    test: "terminate of a SIGTERM-ignoring leader",
+    make: minimal({ leaderOnly: true }),
+    probe: treeProbe("terminate"),
+    baseline: minimalBaseline
+  },
+  /** stdout and stderr are pipes nobody reads: a job writing more than a pipe buffer blocks. */
+  "pipes-unread": {
+    point: 6,
+    group: "logs",
+    test: "writes more than 1 MiB",
+    make: minimal({ pipesUnread: true }),
+    probe: floodProbe,
+    baseline: minimalBaseline
+  }
+} satisfies Record<string, Broken>)
 
 /** The names of the broken launchers. */
 export type BrokenName = keyof typeof brokenLaunchers
