@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import type { Capabilities, ClientExecutorService, ExecutorEvent, JobExit, JobHandle, JobLauncher, LaunchRequest, RecoveredJob } from "@flexec/core"
+import type { Capabilities, ExecutorEvent, JobExit, JobHandle, JobLauncher, LaunchRequest, RecoveredJob } from "@flexec/core"
 import { ClientStatus, makeJobExecutor, Message } from "@flexec/core"
 import { Deferred, Duration, Effect, Either, Exit, Fiber, Option, Scope, Stream } from "effect"
 import * as cp from "node:child_process"

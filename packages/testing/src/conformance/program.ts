@@ -149,7 +149,6 @@ const marker = "module.exports = { fixtures, facts, select }"
  */
 export const conformancePrograms: Readonly<Record<string, FixtureProgram>> = (() => {
   const module = { exports: {} as Record<string, FixtureProgram> }
-  // eslint-disable-next-line @typescript-eslint/no-implied-eval
   new Function("module", "require", extraSource)(module, createRequire(import.meta.url))
   return module.exports
 })()
