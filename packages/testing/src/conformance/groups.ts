@@ -238,7 +238,10 @@ export const controlTests = (input: GroupInput): void => {
         expect((yield* Effect.flip(h.executor.abortTask(jobId)))._tag).toBe("TargetUnreachable")
         yield* h.executor.abortApp(jobId)
         expect((yield* h.executor.jobs).length).toBe(0)
-        expect((yield* completion(h, jobId)).returnCode).toBe(9)
+        const outcome = yield* completion(h, jobId)
+        expect(outcome.returnCode).toBe(9)
+        // slow-start has no SIGTERM handler: terminate while Starting ends it with SIGTERM
+        if (caps.signals) expect(outcome.exit, "the exit record of a job terminated while Starting").toEqual(exitOf(null, "SIGTERM"))
       }))
 
     test(common, "abortApp while Started returns after the job ended; again after the exit it is a no-op", (h) =>
@@ -248,12 +251,15 @@ export const controlTests = (input: GroupInput): void => {
         expect((yield* h.executor.jobs).length).toBe(0)
         const handle = h.handles.get(jobId)!
         expect(Option.isSome(yield* handle.poll), "the backend saw the exit when abortApp returned").toBe(true)
-        expect((yield* completion(h, jobId)).returnCode).toBe(9)
+        const outcome = yield* completion(h, jobId)
+        expect(outcome.returnCode).toBe(9)
+        // the echo job exits 0 on the abort message (or dies of the SIGTERM if the grace period ran out first)
+        expect([exitOf(0, null), exitOf(null, "SIGTERM")], "the exit record of a job aborted while Started").toContainEqual(outcome.exit)
         yield* h.executor.abortApp(jobId)
         const done = yield* h.start("exit-with", [0])
         yield* completion(h, done)
         yield* h.executor.abortApp(done)
-        expect((yield* completion(h, done)).returnCode).toBe(0)
+        expect((yield* completion(h, done)).exit, "the exit record of a job that exited 0").toEqual(exitOf(0, null))
       }))
 
     test(common, "a worker that ignores abort is terminated after the grace period", (h) =>
@@ -374,7 +380,10 @@ export const outcomesTests = (input: GroupInput): void => {
 
     test(common, "the rc file stands for the exit code", (h) =>
       Effect.gen(function* () {
-        expect((yield* outcomeOf(h, "write-rc", 0)).returnCode).toBe(0)
+        const rc0 = yield* outcomeOf(h, "write-rc", 0)
+        expect(rc0.returnCode).toBe(0)
+        // the rc file stands for the code in the outcome; the exit record keeps what happened
+        expect(rc0.exit, "the exit record of write-rc (it exits 1)").toEqual(exitOf(1, null))
         expect((yield* outcomeOf(h, "write-rc", 102)).returnCode).toBe(102)
       }))
 
@@ -699,6 +708,7 @@ export const environmentTests = (input: GroupInput): void => {
     readonly env: Readonly<Record<string, string>>
     readonly cwd: string
     readonly metaJobId: string | null
+    readonly argv: ReadonlyArray<string>
   }
   const reported = (h: Harness, jobId: string) => ask(h, jobId, conformanceJobFacts.topics.env).pipe(Effect.map((p) => p as unknown as Reported))
 
@@ -733,6 +743,9 @@ export const environmentTests = (input: GroupInput): void => {
           const client = mockClient()
           const credentials = { FLEXEC_JOB_AUTH_TOKEN: client.token, FLEXEC_JOB_TOKEN_SIGNATURE: client.tokenSignature, FLEXEC_JOB_SSID: client.ssid }
           for (const [k, v] of Object.entries(credentials)) yield* check(env[k] === v, `the FL credential ${k} did not reach the job (got ${show(env[k])})`)
+          const { argv } = yield* reported(h, jobId)
+          const inArgv = Object.keys(credentials).filter((k) => argv.some((a) => a.includes(credentials[k as keyof typeof credentials]!)))
+          yield* check(inArgv.length === 0, `the FL credentials ${inArgv.join(", ")} are in the job's argv: credentials go through the environment only`)
           yield* check(env[siteVar] === "from-the-site", `the site's env variable ${siteVar} did not reach the job (got ${show(env[siteVar])})`)
           const changed = Object.keys(request).filter((k) => !translated.has(k) && k in env && env[k] !== request[k]).sort()
           yield* check(changed.length === 0, `the job got other values than the request's for: ${changed.join(", ")}`)

@@ -52,7 +52,7 @@ const aborted = (signal) =>
 const write = (h, stream, text) => (h.write ? h.write(stream, text) : (stream === "stderr" ? process.stderr : process.stdout).write(text))
 // conformance-job [flags]: "stubborn" ignores SIGTERM (marking each in sigterm.marker) and the job abort;
 // "child" spawns a SIGTERM-ignoring child in the job's group (pid in child.pid) and needs an OS process.
-// Topics: echo; env -> the environment and cwd the job started with (and its cwd's meta.json job_id);
+// Topics: echo; env -> the environment, cwd and argv the job started with (and its cwd's meta.json job_id);
 // exit -> run returns 0 (the leader exits normally); hello -> logs a line; print -> prints the lines, exits 0.
 const conformanceJob = (h, flags) => {
   const env = { ...h.env }
@@ -73,7 +73,7 @@ const conformanceJob = (h, flags) => {
       env: () => {
         let metaJobId = null
         try { metaJobId = JSON.parse(fs.readFileSync(path.join(cwd, "meta.json"), "utf8")).job_id } catch {}
-        return { env, cwd, metaJobId }
+        return { env, cwd, metaJobId, argv: h.real ? process.argv : [] }
       },
       exit: () => (setImmediate(() => finish(0)), "exiting"),
       hello: () => (h.log("conformance-job: hello " + ++hellos), hellos),
