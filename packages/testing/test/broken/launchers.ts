@@ -396,6 +396,14 @@ export const brokenLaunchers: Record<string, Broken> = {
     make: broken(mapExit((e) => (e.signal !== null ? { ...e, oomKilled: true } : e))),
     probe: exitProbe("sigkill")
   },
+  /** A death by signal is reported as lost (no exit record). */
+  "signal-as-lost": {
+    point: 3,
+    group: "outcomes",
+    test: "a job killed by SIGKILL: exactly",
+    make: broken(mapExit((e) => (e.signal !== null ? { code: null, signal: null, oomKilled: false, lost: true } : e))),
+    probe: exitProbe("sigkill")
+  },
   // ---- point 4: the handle after the exit -----------------------------------------------------
   /** wait resolves once; every later wait hangs. */
   "wait-once": {
