@@ -525,15 +525,22 @@ export const resourcesTests = (input: GroupInput): void => {
 export const isolationTests = (input: GroupInput): void => {
   const common = contextOf(input)
   describe("isolation", () => {
-    test(common, "5 concurrent echo jobs each get only their own replies", (h) =>
+    test(common, "5 concurrent jobs each get only their own replies and their own job id", (h) =>
       Effect.gen(function* () {
-        const jobIds = yield* Effect.forEach([1, 2, 3, 4, 5], () => startedEcho(h), { concurrency: "unbounded" })
+        const jobIds = yield* Effect.forEach(
+          [1, 2, 3, 4, 5],
+          () => h.start(conformanceJobFixture).pipe(Effect.tap((jobId) => h.waitEvent("Started", jobId))),
+          { concurrency: "unbounded" }
+        )
         const replies = yield* Effect.forEach(
           jobIds.flatMap((jobId) => [0, 1, 2, 3].map((n) => ({ jobId, n }))),
           ({ jobId, n }) => echo(h, jobId, { jobId, n }).pipe(Effect.map((m) => ({ jobId, n, payload: m.payload }))),
           { concurrency: "unbounded" }
         )
         for (const r of replies) expect(r.payload).toEqual({ jobId: r.jobId, n: r.n })
+        // what each job got: its own id (its channel's URL may be the same path in each container)
+        const envs = yield* Effect.forEach(jobIds, (jobId) => ask(h, jobId, conformanceJobFacts.topics.env).pipe(Effect.map((p) => (p as { env: Record<string, string> }).env)))
+        expect(envs.map((e) => e.FLEXEC_JOB_ID), "each job's own FLEXEC_JOB_ID").toEqual(jobIds)
         const requests = [...h.requests.values()]
         expect(new Set(requests.map((r) => r.env.FLEXEC_JOB_ID)).size).toBe(5)
         expect(new Set(requests.map((r) => r.channel.socketPath)).size).toBe(5)
