@@ -60,7 +60,11 @@ describe.skipIf(!ready)("docker conformance [needs a Docker engine: skipped with
           })
       ),
     // Short enough for a few dozen containers; `docker stop` rounds the kill timeout up to whole seconds.
-    timeouts: { graceMs: 300, killTimeoutMs: 300, startTimeoutMs: 15_000, shortStartTimeoutMs: 1_500, testMs: 30_000 }
+    timeouts: { graceMs: 300, killTimeoutMs: 300, startTimeoutMs: 15_000, shortStartTimeoutMs: 1_500, testMs: 30_000 },
+    // the engine sets HOSTNAME; PATH and HOME are the image's (docs: executor-docker README)
+    jobEnvAdditions: ["HOSTNAME", "PATH", "HOME"],
+    // a GPU job's DeviceRequests need a GPU: claimed, but not exercised here (validate.test.ts checks the request)
+    unavailable: { gpus: "this machine has no GPU" }
   })
 
   afterAll(async () => {

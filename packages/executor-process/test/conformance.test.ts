@@ -14,6 +14,8 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { ProcessJobLauncher } from "../src/index.js"
+import { writePidFile } from "../src/internal/pidFile.js"
+import { bootId, startTimeOf } from "../src/internal/procfs.js"
 import { isDead } from "./helpers.js"
 
 /** Pid files and socket directories found when a test's launcher scope closed (must stay empty). */
@@ -47,6 +49,22 @@ const common = conformanceSuite({
     startTimeoutMs: 8_000,
     shortStartTimeoutMs: 800,
     processGoneMs: 3_000
+  },
+  // point 8's opt-in: the pid file a job of this instance would have left, naming a pid that now
+  // belongs to an unrelated process (same start time, so only the environment check can tell)
+  staleRecord: ({ runtimeDir, instanceId, jobId, pid }) => {
+    writePidFile(runtimeDir, {
+      version: 1,
+      pid,
+      pgid: pid,
+      startTime: startTimeOf(pid) ?? "0",
+      bootId: bootId(),
+      jobId,
+      instanceId,
+      channelToken: "stale",
+      channelDir: path.join(runtimeDir, "ch", "stale"),
+      startedAt: Date.now()
+    })
   }
 })
 

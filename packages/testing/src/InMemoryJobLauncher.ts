@@ -12,10 +12,11 @@
  *
  * @since 0.1.0
  */
-import type { Capabilities, JobExit, JobHandle, JobLauncher, LaunchRequest, LogLine, TerminateOptions } from "@flexec/core"
-import { LaunchFailed } from "@flexec/core"
+import type { Capabilities, JobExit, JobHandle, JobLauncher, JobMeta, LaunchRequest, LogLine, TerminateOptions } from "@flexec/core"
+import { InvalidJobMeta, LaunchFailed } from "@flexec/core"
 import { ConfigError, runJobWith } from "@flexec/core/worker"
 import { Context, Deferred, Duration, Effect, Exit, Layer, Option, Scope, Stream } from "effect"
+import * as fs from "node:fs"
 import type { Duplex } from "node:stream"
 import { fixtureModule } from "./fixtures.js"
 import type { FixtureHost, FixtureProgram } from "./internal/fixtureModule.js"
@@ -62,11 +63,13 @@ class Job {
   private readonly sigterm: Array<() => void> = []
   private readonly lines: Array<LogLine> = []
   private readonly listeners = new Set<(line: LogLine | undefined) => void>()
+  private readonly partial: Record<LogLine["stream"], string> = { stdout: "", stderr: "" }
 
   constructor(
     readonly exit: Deferred.Deferred<JobExit>,
     private readonly logBuffer: number,
-    private readonly onEnd: () => void
+    private readonly onEnd: () => void,
+    private readonly logFile: string | undefined
   ) {}
 
   get isEnded(): boolean {
@@ -76,6 +79,11 @@ class Job {
   /** The program ended (an exit code) or was killed (a signal). Only the first call counts. */
   end(result: JobExit): void {
     if (this.ended) return
+    // the output's unterminated last line is a line too
+    for (const stream of ["stdout", "stderr"] as const) {
+      if (this.partial[stream] !== "") this.log(stream, this.partial[stream])
+      this.partial[stream] = ""
+    }
     this.ended = true
     for (const timer of this.timers) clearTimeout(timer)
     this.timers.clear()
@@ -113,9 +121,31 @@ class Job {
     return !this.ended
   }
 
+  /** Output without a newline added: whole lines are logged, the rest waits for the next write or the end. */
+  write(stream: LogLine["stream"], text: string): void {
+    if (this.ended) return
+    const all = this.partial[stream] + String(text)
+    const cut = all.lastIndexOf("\n")
+    if (cut < 0) {
+      this.partial[stream] = all
+      return
+    }
+    this.partial[stream] = all.slice(cut + 1)
+    this.log(stream, all.slice(0, cut).replace(/\r$/, ""))
+  }
+
   log(stream: LogLine["stream"], text: string): void {
     if (this.ended) return
-    for (const line of String(text).split(/\r?\n/)) {
+    const lines = String(text).split(/\r?\n/)
+    if (this.logFile !== undefined) {
+      try {
+        // as a process backend's job log: every line, stdout and stderr together
+        fs.appendFileSync(this.logFile, `${lines.join("\n")}\n`)
+      } catch {
+        // the job directory is gone: the log is best effort
+      }
+    }
+    for (const line of lines) {
       const entry: LogLine = { stream, line, time: Date.now() }
       this.lines.push(entry)
       if (this.lines.length > this.logBuffer) this.lines.shift()
@@ -167,6 +197,8 @@ class Job {
       exit: (code) => this.end(exitOf(Number.isInteger(code) ? code & 0xff : 1, null)),
       log: (line) => this.log("stdout", line),
       logError: (line) => this.log("stderr", line),
+      write: (stream, text) => this.write(stream, text),
+      cwd: () => request.paths.jobDir,
       sleep: (ms) =>
         new Promise<void>((resolve) => {
           if (this.ended) return
@@ -225,7 +257,7 @@ const makeLauncher = (options: InMemoryJobLauncherOptions, live: Set<Job>): InMe
       }
       const scope = yield* Effect.scope
       const exit = yield* Deferred.make<JobExit>()
-      const job = new Job(exit, logBuffer, () => live.delete(job))
+      const job = new Job(exit, logBuffer, () => live.delete(job), request.paths.logFile)
       live.add(job)
       // closing the launch's scope kills the job
       yield* Effect.addFinalizer(() => Effect.sync(() => job.kill("SIGKILL")))
@@ -267,7 +299,27 @@ const makeLauncher = (options: InMemoryJobLauncherOptions, live: Set<Job>): InMe
       return handle
     })
 
-  return { name, capabilities: inMemoryCapabilities, launch, running: () => live.size }
+  /** Its own `launcher_spec.<site|default>.<name>` mode has no key a job may set. */
+  const validate = (meta: JobMeta, site: string): Effect.Effect<void, InvalidJobMeta> =>
+    Effect.suspend(() => {
+      const specs = meta.launcher_spec ?? {}
+      const issues: Array<string> = []
+      for (const where of [site, "default"]) {
+        const own = (specs as Record<string, Record<string, unknown> | undefined>)[where]?.[name]
+        if (own === undefined) continue
+        if (typeof own !== "object" || own === null || Array.isArray(own)) issues.push(`launcher_spec.${where}.${name}: must be an object`)
+        else for (const key of Object.keys(own)) issues.push(`launcher_spec.${where}.${name}.${key}: not allowed`)
+      }
+      if (issues.length === 0) return Effect.void
+      return Effect.fail(
+        new InvalidJobMeta({
+          jobId: meta.job_id ?? "",
+          issues: `${issues.join("; ")} (the ${name} launcher takes no key in launcher_spec.<site|default>.${name})`
+        })
+      )
+    })
+
+  return { name, capabilities: inMemoryCapabilities, validate, launch, running: () => live.size }
 }
 
 /**

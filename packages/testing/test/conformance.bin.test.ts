@@ -54,28 +54,58 @@ describe("flexec-conformance", () => {
     expect(formatTable(rows)).toMatch(/1 passed, 1 failed, 1 skipped/)
   })
 
-  it("runs the suite on a module exporting the in-memory launcher: a table, exit 0, JUnit XML", async () => {
+  let built = false
+  const build = () => {
+    if (built) return
     const tsup = path.resolve(packageDir, "../../node_modules/.bin/tsup")
     execFileSync(tsup, ["src/index.ts", "src/bin.ts", "--no-config", "--format", "esm,cjs", "--out-dir", outDir, "--silent",
       "--external", "@flexec/core", "--external", "@flexec/core/worker", "--external", "vitest", "--external", "vitest/node", "--external", "effect"], { cwd: packageDir, stdio: "pipe" })
-    const moduleFile = path.join(outDir, "my-launcher.mjs")
-    fs.writeFileSync(
-      moduleFile,
-      `import { InMemoryJobLauncher, conformancePrograms } from ${JSON.stringify(pathToFileURL(path.join(outDir, "index.js")).href)}\n` +
-        `export const name = "tiny"\nexport const makeLauncher = () => InMemoryJobLauncher.make({ programs: conformancePrograms })\n`
-    )
-    const junit = path.join(outDir, "junit.xml")
-    const { code, stdout } = await new Promise<{ code: number; stdout: string }>((resolve) =>
+    built = true
+  }
+  const runBin = async (file: string, body: string, junit: string) => {
+    build()
+    const moduleFile = path.join(outDir, file)
+    fs.writeFileSync(moduleFile, `import { InMemoryJobLauncher, conformancePrograms } from ${JSON.stringify(pathToFileURL(path.join(outDir, "index.js")).href)}\n${body}`)
+    return new Promise<{ code: number; stdout: string }>((resolve) =>
       execFile(process.execPath, [path.join(outDir, "bin.cjs"), moduleFile, "--junit", junit], { cwd: packageDir, timeout: 170_000 }, (error, stdout) =>
         resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, stdout })
       )
     )
+  }
+
+  it("runs the suite on a module exporting the in-memory launcher: a table, exit 0, JUnit XML", async () => {
+    const junit = path.join(outDir, "junit.xml")
+    const { code, stdout } = await runBin(
+      "my-launcher.mjs",
+      `export const name = "tiny"\nexport const makeLauncher = () => InMemoryJobLauncher.make({ programs: conformancePrograms })\n`,
+      junit
+    )
     expect(stdout).toMatch(/lifecycle\s+.*\s+pass/)
     expect(stdout).toMatch(/oom.*skip\s+capabilities\.oomDetection=false/)
-    expect(stdout).toMatch(/ 0 failed, 2 skipped/)
+    expect(stdout).toMatch(/ 0 failed, \d+ skipped/)
     expect(code, stdout).toBe(0)
     const xml = fs.readFileSync(junit, "utf8")
     expect(xml).toMatch(/<testsuites/)
     expect(xml).toMatch(/lifecycle/)
+  }, 180_000)
+
+  it("on a broken launcher: exit 1, and the table and the JUnit failure name the broken promise", async () => {
+    const junit = path.join(outDir, "junit-broken.xml")
+    const { code, stdout } = await runBin(
+      "broken-launcher.mjs",
+      "import { Effect } from \"effect\"\n" +
+        "export const name = \"accepts-any-spec\"\n" +
+        "export const makeLauncher = () => Effect.map(InMemoryJobLauncher.make({ programs: conformancePrograms }), (l) => ({ ...l, validate: () => Effect.void }))\n",
+      junit
+    )
+    expect(code, stdout).toBe(1)
+    const promise = "an unknown key under launcher_spec.default.<launcher.name> is refused"
+    expect(stdout).toMatch(/ 1 failed, /)
+    expect(stdout).toContain(`broken promise "${promise}`)
+    const xml = fs.readFileSync(junit, "utf8")
+    const failure = /<testcase[^>]*name="([^"]*)"[^>]*>\s*<failure message="([^"]*)"/.exec(xml)
+    expect(failure, xml.slice(0, 2000)).not.toBeNull()
+    expect(failure![1]).toContain(promise.replace(/</g, "&lt;").replace(/>/g, "&gt;"))
+    expect(failure![2]).toContain("broken promise &quot;")
   }, 180_000)
 })

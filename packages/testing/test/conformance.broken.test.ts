@@ -1,95 +1,90 @@
 /**
- * The suite must fail on broken backends: each launcher of test/broken runs the
- * whole suite in a child vitest (--bail=1, JSON report), which must fail, and
- * the first failed test must belong to the expected group.
+ * The suite must fail on broken backends: for each launcher of test/broken, the
+ * group expected to catch it runs in a child vitest, which must fail, and the
+ * expected test must be among the failures with a message naming its promise.
+ * Each broken launcher is also shown to misbehave by a direct probe (which the
+ * unbroken launcher passes), so a "caught" cannot come from a broken harness.
  */
-import { describe, expect, it } from "vitest"
-import { execFile } from "node:child_process"
-import * as fs from "node:fs"
-import * as os from "node:os"
+import { Effect } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { BrokenName } from "./broken/launchers.js"
-import { brokenLaunchers } from "./broken/launchers.js"
+import { describe, expect, it } from "vitest"
+import { makeConformanceContext, runConformanceTest } from "../src/index.js"
+import type { Broken } from "./broken/launchers.js"
+import { baseLauncher, brokenLaunchers } from "./broken/launchers.js"
+import type { BrokenRun } from "./broken/run.js"
+import { limited, runBroken } from "./broken/run.js"
 
 const packageDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
-const vitestBin = path.join(packageDir, "node_modules", ".bin", "vitest")
-const bin = fs.existsSync(vitestBin) ? vitestBin : path.resolve(packageDir, "../../node_modules/.bin/vitest")
-
-interface JsonReport {
-  readonly success: boolean
-  readonly numFailedTests: number
-  readonly testResults: ReadonlyArray<{
-    readonly assertionResults: ReadonlyArray<{ readonly ancestorTitles: ReadonlyArray<string>; readonly title: string; readonly status: string }>
-  }>
-}
-
-const runBroken = (name: BrokenName): Promise<{ report: JsonReport; code: number | null }> => {
-  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "flxc-broken-")), "report.json")
-  return new Promise((resolve, reject) => {
-    execFile(
-      bin,
-      ["run", "test/broken/broken-suite.test.ts", "--reporter=json", `--outputFile=${out}`, "--bail=1"],
-      { cwd: packageDir, env: { ...process.env, FLEXEC_BROKEN: name }, timeout: 110_000 },
-      (error) => {
-        try {
-          const report = JSON.parse(fs.readFileSync(out, "utf8")) as JsonReport
-          fs.rmSync(path.dirname(out), { recursive: true, force: true })
-          resolve({ report, code: error ? ((error as { code?: number }).code ?? 1) : 0 })
-        } catch (e) {
-          reject(new Error(`the child vitest for ${name} left no report: ${String(error ?? e)}`))
-        }
-      }
-    )
-  })
-}
-
-/** Runs at most `limit` children at a time (2 cores). */
-const limited = <A>(limit: number) => {
-  let active = 0
-  const queue: Array<() => void> = []
-  return (f: () => Promise<A>): Promise<A> =>
-    new Promise<A>((resolve, reject) => {
-      const go = () => {
-        active++
-        f().then(resolve, reject).finally(() => {
-          active--
-          queue.shift()?.()
-        })
-      }
-      if (active < limit) go()
-      else queue.push(go)
-    })
-}
-
-const names = Object.keys(brokenLaunchers) as Array<BrokenName>
-const run = limited<{ report: JsonReport; code: number | null }>(2)
-const results = new Map<BrokenName, Promise<{ report: JsonReport; code: number | null }>>()
-const resultOf = (name: BrokenName) => {
+const names = Object.keys(brokenLaunchers)
+const run = limited(2)
+const results = new Map<string, Promise<BrokenRun>>()
+const resultOf = (name: string) => {
   let r = results.get(name)
   if (r === undefined) {
-    r = run(() => runBroken(name))
+    r = run(() => runBroken(packageDir, "test/broken/broken-suite.test.ts", name))
     results.set(name, r)
   }
   return r
 }
 
+/** Runs a probe in a fresh harness on `make`'s launcher. */
+const probe = (name: string, broken: Pick<Broken, "make" | "probe">) => {
+  let seen: string | undefined
+  const common = makeConformanceContext({ name: `probe:${name}`, makeLauncher: broken.make, timeouts: { eventMs: 4_000 } })
+  return runConformanceTest(common, (h) => Effect.map(broken.probe(h), (s) => void (seen = s)), { skipLeakChecks: true }).then(
+    () => seen,
+    // a broken launcher may also fail the harness's cleanup: what the probe saw stands
+    (error: unknown) => {
+      if (seen !== undefined) return seen
+      throw error
+    }
+  )
+}
+
+/** Asserts the child run caught `name` in its group and test, with a message naming the promise. */
+export const expectCaught = (name: string, broken: Pick<Broken, "group" | "test">, result: BrokenRun) => {
+  expect(result.success, `the suite passed the broken launcher ${name}`).toBe(false)
+  expect(result.code).not.toBe(0)
+  const failed = result.tests.filter((t) => t.status === "failed")
+  const titles = failed.map((t) => `${t.ancestorTitles.slice(1).join(" > ")} > ${t.title}`)
+  const hit = failed.find((t) => t.ancestorTitles[1] === broken.group && t.title.includes(broken.test))
+  expect(hit, `expected "${broken.group} > …${broken.test}…" among the failures: ${JSON.stringify(titles)}`).toBeDefined()
+  expect(hit!.ancestorTitles[0]).toBe(`broken:${name}`)
+  expect(hit!.failureMessages.join("\n"), "the failure names the broken promise").toContain(`broken promise "${hit!.title}"`)
+  expect(hit!.failureMessages.join("\n")).not.toMatch(/the test body did not finish within/)
+}
+
 describe("the conformance suite catches broken launchers", { concurrent: true }, () => {
-  it("keeps at least ten broken launchers", () => {
-    expect(names.length).toBeGreaterThanOrEqual(10)
+  it("keeps at least thirty broken launchers (and packages/executor-process keeps more)", () => {
+    expect(names.length).toBeGreaterThanOrEqual(30)
   })
 
   for (const name of names) {
-    const expected = brokenLaunchers[name].group
-    it(`${name}: fails, first in group "${expected}"`, async () => {
-      const { report, code } = await resultOf(name)
-      expect(report.success).toBe(false)
-      expect(code).not.toBe(0)
-      const failed = report.testResults.flatMap((f) => f.assertionResults).filter((t) => t.status === "failed")
-      expect(failed.length).toBeGreaterThan(0)
-      const first = failed[0]!
-      expect(first.ancestorTitles[0]).toBe(`broken:${name}`)
-      expect(first.ancestorTitles[1], `first failure: ${first.title}`).toBe(expected)
-    }, 120_000)
+    const broken = brokenLaunchers[name]!
+    it(`${name} (point ${broken.point}): caught by ${broken.group} > "${broken.test}…"`, async () => {
+      expectCaught(name, broken, await resultOf(name))
+    }, 180_000)
+  }
+})
+
+describe("each broken launcher misbehaves, by a direct probe", () => {
+  const pairs = new Map<string, Pick<Broken, "make" | "probe">>()
+  const ids = new Map<unknown, number>()
+  const id = (x: unknown) => (ids.has(x) ? ids.get(x)! : (ids.set(x, ids.size), ids.size - 1))
+  for (const n of names) {
+    const b = brokenLaunchers[n]!
+    const make = b.baseline ?? baseLauncher
+    pairs.set(`${id(b.probe)}:${id(make)}`, { make, probe: b.probe })
+  }
+  it(`the unbroken launchers pass all ${pairs.size} probes`, async () => {
+    for (const [key, pair] of pairs) expect(await probe("base", pair), `probe ${key} on an unbroken launcher`).toBeUndefined()
+  }, 120_000)
+
+  for (const name of names) {
+    it(`${name}: the probe sees it misbehave`, async () => {
+      const seen = await probe(name, brokenLaunchers[name]!)
+      expect(seen, `the probe saw nothing wrong with ${name}`).toBeTypeOf("string")
+    }, 30_000)
   }
 })

@@ -27,7 +27,7 @@ export interface CliArgs {
 
 const usage = "usage: flexec-conformance <module> [--junit <file>]\n" +
   "  <module>  a path or package name exporting makeLauncher (or a default export): a launcher factory.\n" +
-  "            Optional exports: name, workerCommand, timeouts, executorOptions."
+  "            Optional exports: name, workerCommand, timeouts, executorOptions, jobEnvAdditions, unavailable, staleRecord."
 
 /** Parses argv (without node and the script). */
 export const parseArgs = (argv: ReadonlyArray<string>): CliArgs | string => {
@@ -60,7 +60,7 @@ const pick = (k) => mod[k] ?? mod.default?.[k]
 const makeLauncher = pick("makeLauncher") ?? (typeof mod.default === "function" ? mod.default : undefined)
 if (typeof makeLauncher !== "function") throw new Error(${JSON.stringify(`${target} exports no makeLauncher (nor a default launcher factory)`)})
 const options = { name: pick("name") ?? ${JSON.stringify(path.basename(target))}, makeLauncher }
-for (const k of ["workerCommand", "timeouts", "executorOptions"]) if (pick(k) !== undefined) options[k] = pick(k)
+for (const k of ["workerCommand", "timeouts", "executorOptions", "jobEnvAdditions", "unavailable", "staleRecord"]) if (pick(k) !== undefined) options[k] = pick(k)
 conformanceSuite(options)
 `
 

@@ -56,6 +56,22 @@ export interface ConformanceTimeouts {
   readonly shortStartTimeoutMs?: number
   /** Leaked OS processes must be gone within this after a test (default 5000). */
   readonly processGoneMs?: number
+  /** The `killAfter` the escalation test gives `terminate` (default 2000). */
+  readonly killAfterMs?: number
+  /** How late after `killAfter` a job may still be alive (default 1500). */
+  readonly killSlackMs?: number
+  /** How soon after the exit the `logs` stream must end (default 3000). */
+  readonly logsEndMs?: number
+}
+
+/** What `staleRecord` is told: where to write a record of `jobId` that names the live, unrelated `pid`. */
+export interface StaleRecordContext {
+  readonly runId: string
+  readonly instanceId: string
+  readonly runtimeDir: string
+  readonly jobId: string
+  /** A live process of no job (the suite spawned it; it carries no `FLEXEC_JOB_ID`). */
+  readonly pid: number
 }
 
 /** Options of `conformanceSuite` (capabilities are read from the launcher, never passed). */
@@ -68,6 +84,24 @@ export interface ConformanceOptions {
   readonly timeouts?: ConformanceTimeouts
   /** More executor options (the suite's own labels, timeouts and handlers take precedence where it needs them). */
   readonly executorOptions?: Partial<ExecutorOptions>
+  /**
+   * Variables the backend documents adding to a job's environment beyond the
+   * request's `env` (besides `CUDA_VISIBLE_DEVICES`, `NODE_PATH`, `NODE_OPTIONS`,
+   * which any backend may add), e.g. Docker's `HOSTNAME`.
+   */
+  readonly jobEnvAdditions?: ReadonlyArray<string>
+  /**
+   * Capabilities the backend claims but this host cannot exercise, each with the
+   * reason (`{ gpus: "this machine has no GPU" }`): their tests are skipped, naming both.
+   */
+  readonly unavailable?: Partial<Record<keyof Capabilities, string>>
+  /**
+   * Opt-in (backends with `processes` and `recover`): write, under `runtimeDir`, the
+   * record the backend would have kept for a job `jobId` of `instanceId`, naming
+   * `pid` (which now belongs to an unrelated process). The suite then checks that
+   * `recover` does not claim it and that the process survives recovery.
+   */
+  readonly staleRecord?: (context: StaleRecordContext) => void | PromiseLike<void> | Effect.Effect<void, unknown>
 }
 
 /** What every group gets: the options resolved, the run id, and the launcher's capabilities. */
@@ -77,6 +111,9 @@ export interface ConformanceContext {
   readonly workerCommand: ReadonlyArray<string> | undefined
   readonly timeouts: Required<ConformanceTimeouts>
   readonly executorOptions: Partial<ExecutorOptions>
+  readonly jobEnvAdditions: ReadonlyArray<string>
+  readonly unavailable: Partial<Record<keyof Capabilities, string>>
+  readonly staleRecord: ConformanceOptions["staleRecord"]
   /** Unique per suite run: the `flexec.test-run` label and the job id prefix. */
   readonly runId: string
   /** Read once from a launcher the factory built. */
@@ -93,7 +130,10 @@ const defaultTimeouts: Required<ConformanceTimeouts> = {
   killTimeoutMs: 300,
   startTimeoutMs: 15_000,
   shortStartTimeoutMs: 1_000,
-  processGoneMs: 5_000
+  processGoneMs: 5_000,
+  killAfterMs: 2_000,
+  killSlackMs: 1_500,
+  logsEndMs: 3_000
 }
 
 /** Builds a launcher from a factory, in the current scope. */
@@ -126,6 +166,9 @@ export const makeContext = (options: ConformanceOptions): ConformanceContext => 
     workerCommand: options.workerCommand,
     timeouts: { ...defaultTimeouts, ...options.timeouts },
     executorOptions: options.executorOptions ?? {},
+    jobEnvAdditions: options.jobEnvAdditions ?? [],
+    unavailable: options.unavailable ?? {},
+    staleRecord: options.staleRecord,
     runId,
     capabilities: () =>
       (caps ??= Effect.runPromise(
@@ -220,6 +263,16 @@ export const processesOfRun = (jobIdPrefix: string): ReadonlyArray<number> => {
   }
   return found
 }
+
+/** Pids of live OS processes whose initial environment carries exactly `FLEXEC_JOB_ID=<jobId>` (Linux `/proc`). */
+export const processesOfJob = (jobId: string): ReadonlyArray<number> =>
+  processesOfRun(jobId).filter((pid) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/environ`, "latin1").split("\0").includes(`FLEXEC_JOB_ID=${jobId}`)
+    } catch {
+      return false
+    }
+  })
 
 /** The job id prefix of a run. */
 export const jobPrefix = (runId: string) => `c${runId}-`

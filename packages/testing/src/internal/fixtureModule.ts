@@ -24,6 +24,10 @@ export interface FixtureHost {
   readonly forever: () => Promise<never>
   /** Handles SIGTERM (the default action, ending the program, no longer happens). */
   readonly onSigterm: (handler: () => void) => void
+  /** Writes `text` as is (no newline added) to stdout or stderr; absent: `process.stdout` / `process.stderr`. */
+  readonly write?: (stream: "stdout" | "stderr", text: string) => void
+  /** The program's working directory; absent: `process.cwd()`. */
+  readonly cwd?: () => string
   /** A raw byte stream to the parent (`FLEXEC_PARENT_URL`). */
   readonly connect: () => Duplex
 }
