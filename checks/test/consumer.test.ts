@@ -97,6 +97,25 @@ describe("a consumer of the packed packages", () => {
     })
   })
 
+  it("flexec-conformance says vitest is missing (exit 2) instead of failing obscurely", () => {
+    fs.writeFileSync(
+      path.join(consumer, "launcher.mjs"),
+      `import { InMemoryJobLauncher } from "@flexec/testing"\nexport const makeLauncher = () => InMemoryJobLauncher.unsafeMake()\n`
+    )
+    const bin = path.join(consumer, "node_modules", ".bin", "flexec-conformance")
+    let status = 0
+    let output = ""
+    try {
+      output = run(bin, ["./launcher.mjs"], consumer)
+    } catch (error) {
+      const e = error as { status?: number; stdout?: string; stderr?: string }
+      status = e.status ?? -1
+      output = `${e.stdout ?? ""}${e.stderr ?? ""}`
+    }
+    expect(status).toBe(2)
+    expect(output).toContain("vitest, which is not installed here")
+  })
+
   const source = [
     `import { ClientExecutor, ClientStatus, type JobOutcome } from "@flexec/core"`,
     `import { runJob, ConfigError } from "@flexec/core/worker"`,

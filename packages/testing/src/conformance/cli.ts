@@ -129,7 +129,14 @@ export const runCli = async (argv: ReadonlyArray<string>, suiteModule: string, o
   try {
     const entry = path.join(dir, "conformance.test.mjs")
     fs.writeFileSync(entry, entrySource(suiteModule, target))
-    const { startVitest } = await dynamicImport("vitest/node")
+    let startVitest: (...args: Array<unknown>) => Promise<any>
+    try {
+      ;({ startVitest } = await dynamicImport("vitest/node"))
+    } catch (e) {
+      // vitest is an optional peer of @flexec/testing: only the suite needs it
+      out(`flexec-conformance: the suite runs under vitest, which is not installed here: npm i -D vitest@~3.2.7 (${e instanceof Error ? e.message.split("\n")[0] : String(e)})\n`)
+      return 2
+    }
     const reporters: Array<unknown> = ["dot"]
     const junit = args.junit === undefined ? undefined : path.resolve(args.junit)
     if (junit !== undefined) reporters.push(["junit", { outputFile: junit }])
