@@ -401,12 +401,14 @@ export const makeJobExecutor = (
           }
           const what = Option.isSome(failure) ? `failed with an undeclared error: ${describe(failure.value)}` : `threw a defect: ${describe(Cause.squash(cause))}`
           return Effect.as(Effect.logError(`backend "${launcher.name}": job ${entry.jobId}: wait ${what}`), "broken" as const)
-        }),
-        Effect.raceFirst(deadline)
+        })
       )
+      // the deadline races the whole retry loop, not each attempt: retries after the terminate
+      // (a backend that stopped answering) end with it too
       return attempt.pipe(
         Effect.catchAll(() => Effect.zipRight(Effect.sleep(firstWaitRetry), Effect.retry(attempt, waitRetries))),
         Effect.orDie,
+        Effect.raceFirst(deadline),
         Effect.flatMap((result) => {
           if (result === "broken") return Effect.zipRight(terminateJob(entry, handle), lastLook(entry, handle))
           if (result === "hung") {
@@ -543,8 +545,10 @@ export const makeJobExecutor = (
           entry.exitSeen = true
           yield* Deferred.succeed(entry.exited, emptyExit)
           // the caller hears of the failure only once the job is unregistered, freed and Completed
-          yield* complete(entry, emptyExit, undefined)
-          yield* Deferred.fail(entry.launched, error)
+          yield* complete(entry, emptyExit, undefined).pipe(
+            Effect.ensuring(Deferred.fail(entry.launched, error)),
+            Effect.uninterruptible
+          )
           return
         }
         const handle = launchExit.value

@@ -17,7 +17,7 @@
  * @since 0.1.0
  */
 import type { JobHandle, JobLauncher, LaunchRequest } from "@flexec/core"
-import { LaunchFailed } from "@flexec/core"
+import { BackendUnavailable, LaunchFailed } from "@flexec/core"
 import { Duration, Effect } from "effect"
 
 /** The backend calls a wrapper can break. */
@@ -103,6 +103,26 @@ export const waitHangsAfterTerminate = <L extends JobLauncher>(launcher: L): L =
         }),
       // the real wait, then no answer if a terminate came meanwhile
       wait: Effect.flatMap(h.wait, (exit) => (terminated ? Effect.never : Effect.succeed(exit)))
+    }
+  })
+
+/**
+ * `launcher` whose `wait` fails with `BackendUnavailable` once a terminate was
+ * sent, every time it is retried (before that it is the real wait): a backend
+ * whose service went away while a job was being stopped.
+ */
+export const waitUnavailableAfterTerminate = <L extends JobLauncher>(launcher: L): L =>
+  mapHandles(launcher, (h) => {
+    let terminated = false
+    const unavailable = Effect.suspend(() => Effect.fail(new BackendUnavailable({ backend: launcher.name, detail: "broken on purpose: gone after the terminate" })))
+    return {
+      ...h,
+      terminate: (options?: Parameters<JobHandle["terminate"]>[0]) =>
+        Effect.suspend(() => {
+          terminated = true
+          return h.terminate(options)
+        }),
+      wait: Effect.suspend(() => (terminated ? unavailable : Effect.flatMap(h.wait, (exit) => (terminated ? unavailable : Effect.succeed(exit)))))
     }
   })
 

@@ -25,7 +25,8 @@ import {
   launchWithoutHandle,
   MockResourceManager,
   mockClient,
-  waitHangsAfterTerminate
+  waitHangsAfterTerminate,
+  waitUnavailableAfterTerminate
 } from "../src/index.js"
 
 const tempDir = (prefix: string) =>
@@ -253,6 +254,16 @@ describe("every backend call is bounded", () => {
         expect(base.running()).toBe(0)
       }))
   }
+
+  it.scoped("a wait that fails BackendUnavailable on every retry after the terminate: abortApp returns at the kill bound, 9", () =>
+    Effect.gen(function* () {
+      const { workspace, executor } = yield* setup((l) => waitUnavailableAfterTerminate(l))
+      yield* start(executor, workspace, "job-1", "never-connect")
+      const abort = yield* Effect.fork(executor.abortApp("job-1"))
+      yield* adjustUntilDone(abort, "500 millis", 40)
+      expect(yield* executor.awaitCompletion("job-1")).toMatchObject({ returnCode: 9 })
+      expect(yield* executor.jobs).toEqual([])
+    }))
 
   it.scoped("a wait that stops answering after the terminate: a last poll that sees the exit gives the real exit", () =>
     Effect.gen(function* () {
