@@ -7,7 +7,7 @@ const path = require("node:path")
 const { Effect, Layer } = require("effect")
 const { ClientExecutor, makeJobExecutor } = require("@flexec/core")
 const { toPromiseExecutor } = require("@flexec/core/promise")
-const { InMemoryJobLauncher, MockResourceManager, deployJob, mockClient, waitForStarted, waitUntil, fixtureFacts } = require("@flexec/testing")
+const { InMemoryJobLauncher, MockResourceManager, conformanceSuite, deployJob, mockClient, waitForStarted, waitUntil, fixtureFacts } = require("@flexec/testing")
 
 const main = async () => {
   let vitest = "absent"
@@ -16,6 +16,13 @@ const main = async () => {
     vitest = "present"
   } catch {
     // not installed: what a consumer of the packed packages should see
+  }
+  // without vitest, the suite says what to install instead of failing obscurely
+  let suite = "registered"
+  try {
+    conformanceSuite({ name: "x", makeLauncher: () => InMemoryJobLauncher.make() })
+  } catch (error) {
+    suite = String(error && error.message)
   }
   const root = fs.mkdtempSync(path.join(os.tmpdir(), "flexec-consumer-"))
   const client = mockClient()
@@ -41,7 +48,7 @@ const main = async () => {
   await waitUntil("no job registered", async () => ((await executor.jobs()).length === 0 ? true : undefined), 5000)
   await executor.close()
   fs.rmSync(root, { recursive: true, force: true })
-  console.log(JSON.stringify({ vitest, reply: reply.payload, returnCode: outcome.returnCode, freed: resources.freedTokens().get(token) ?? 0 }))
+  console.log(JSON.stringify({ vitest, suite, reply: reply.payload, returnCode: outcome.returnCode, freed: resources.freedTokens().get(token) ?? 0 }))
 }
 main().catch((error) => {
   console.error(error)

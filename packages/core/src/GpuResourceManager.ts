@@ -224,13 +224,18 @@ export class GpuResourceManager implements ResourceManager {
       expirationMs
     )
     const gpuIds = this.gpuIds
-    Object.assign(this, bookedManager(book, {
+    const methods = bookedManager(book, {
       parse,
       render: (units): Allocation =>
         units.length === 0 ? {} : { gpus: Object.fromEntries(units.map(([i, mem]) => [String(gpuIds[i]), mem])) },
       renderPool: (pool) => pool.map((s) => ({ gpu_id: s.id, memory: s.free, total: s.total, jobs: s.jobs })),
       reportHead: { exclusive }
-    }))
+    })
+    this.checkResources = methods.checkResources
+    this.cancelResources = methods.cancelResources
+    this.allocateResources = methods.allocateResources
+    this.freeResources = methods.freeResources
+    this.reportResources = methods.reportResources
   }
 
   /**
@@ -240,17 +245,17 @@ export class GpuResourceManager implements ResourceManager {
    * GPUs fit. 0 GPUs or an empty requirement: ok, reserving nothing. Dies with
    * `InvalidResourceRequirement` for a requirement it cannot read.
    */
-  declare readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
+  readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
 
   /** Returns the token's reservation to its GPUs; an unknown, expired or allocated token changes nothing. */
-  declare readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
+  readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
 
   /**
    * Turns the token's reservation into an allocation `{ gpus: { "<id>": GiB } }`
    * (`{}` for 0 GPUs); the requirement is not consulted. An unknown or expired
    * token fails with `ResourceTokenInvalid`.
    */
-  declare readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
+  readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
 
   /**
    * Returns the memory the token was allocated to its GPUs, never above a
@@ -258,12 +263,12 @@ export class GpuResourceManager implements ResourceManager {
    * allocated, changes nothing. `resources` is not trusted: what was recorded
    * for the token is what returns.
    */
-  declare readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
+  readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
 
   /**
    * `{ exclusive, resources: [{ gpu_id, memory, total, jobs }], reserved: { [token]:
    * { resources, expiresInMs } }, allocated: { [token]: resources } }` (memory
    * in GiB), after expiring what is due.
    */
-  declare readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
+  readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
 }

@@ -106,11 +106,16 @@ export class ListResourceManager implements ResourceManager {
       expirationMs
     )
     const unitsOf = (kind: string, positions: ReadonlyArray<number>) => positions.map((i) => capacity.get(kind)![i])
-    Object.assign(this, bookedManager(book, {
+    const methods = bookedManager(book, {
       parse,
       render: (units) => Object.fromEntries(units.map(([kind, positions]) => [kind, unitsOf(kind, positions)])),
       renderPool: (pool) => Object.fromEntries([...pool].map(([kind, positions]) => [kind, unitsOf(kind, positions)]))
-    }))
+    })
+    this.checkResources = methods.checkResources
+    this.cancelResources = methods.cancelResources
+    this.allocateResources = methods.allocateResources
+    this.freeResources = methods.freeResources
+    this.reportResources = methods.reportResources
   }
 
   /**
@@ -120,17 +125,17 @@ export class ListResourceManager implements ResourceManager {
    * `InvalidResourceRequirement` for a non-object requirement or a count that
    * is not a non-negative integer.
    */
-  declare readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
+  readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
 
   /** Returns the token's reservation to the pool; an unknown, expired or allocated token changes nothing. */
-  declare readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
+  readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
 
   /**
    * Turns the token's reservation into an allocation `{ [kind]: unit[] }`; the
    * requirement is not consulted (the reservation decides). An unknown or
    * expired token fails with `ResourceTokenInvalid`.
    */
-  declare readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
+  readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
 
   /**
    * Returns what the token was allocated to the pool, at the units' original
@@ -138,12 +143,12 @@ export class ListResourceManager implements ResourceManager {
    * allocated, changes nothing. `resources` is not trusted: what was recorded
    * for the token is what returns.
    */
-  declare readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
+  readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
 
   /**
    * `{ resources: { [kind]: freeUnits[] }, reserved: { [token]: { resources,
    * expiresInMs } }, allocated: { [token]: resources } }`, after expiring what
    * is due.
    */
-  declare readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
+  readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
 }

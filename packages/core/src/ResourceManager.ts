@@ -37,7 +37,7 @@ export interface ResourceManager {
 }
 
 /** What a `ResourceManagerLike` method may return: a value, a Promise, or an Effect. */
-export type Out<A> = A | PromiseLike<A> | Effect.Effect<A, unknown>
+type Out<A> = A | PromiseLike<A> | Effect.Effect<A, unknown>
 
 /** A resource manager in any style: methods may return values, Promises, or Effects. */
 export interface ResourceManagerLike {

@@ -7,7 +7,10 @@
  */
 import { Effect } from "effect"
 import { ResourceTokenInvalid } from "./Errors.js"
-import type { Allocation, CheckResult, Out, ResourceManager, ResourceManagerLike } from "./ResourceManager.js"
+import type { Allocation, CheckResult, ResourceManager, ResourceManagerLike } from "./ResourceManager.js"
+
+/** What a `ResourceManagerLike` method may return. */
+type Out<A> = A | PromiseLike<A> | Effect.Effect<A, unknown>
 
 const lift = <A>(thunk: () => Out<A>): Effect.Effect<A, unknown> =>
   Effect.suspend(() => {

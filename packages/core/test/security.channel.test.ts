@@ -81,7 +81,7 @@ const hostileBlock = Buffer.alloc(1 << 20, 0x41)
 const RETAINED_LIMIT = 16 * (1 << 20)
 
 /** Writes a request frame whose prefix claims `claim` bytes, then 64 MiB of its payload, waiting for drain. */
-const sendHostileFrame = async (socket: net.Socket, id: number, claim: number): Promise<void> => {
+const sendHostileFrame = async (socket: net.Socket, id: number, claim: number, bodyBytes?: number): Promise<void> => {
   const header = Buffer.from(JSON.stringify({ kind: "request", id, channel: "c", topic: "t", enc: "bytes" }))
   const prefix = Buffer.alloc(8)
   prefix.writeUInt32BE(claim, 0)
@@ -89,7 +89,7 @@ const sendHostileFrame = async (socket: net.Socket, id: number, claim: number): 
   const write = (chunk: Buffer) =>
     socket.write(chunk) ? Promise.resolve() : new Promise<void>((resolve) => socket.once("drain", () => resolve()))
   await write(Buffer.concat([prefix, header]))
-  const body = claim === 0xffffffff ? HOSTILE_BYTES : claim - 4 - header.length
+  const body = bodyBytes ?? (claim === 0xffffffff ? HOSTILE_BYTES : claim - 4 - header.length)
   for (let sent = 0; sent < body; sent += hostileBlock.length) await write(hostileBlock.subarray(0, Math.min(hostileBlock.length, body - sent)))
 }
 
@@ -198,8 +198,10 @@ describe("security: a job cannot make the parent allocate without bound", () => 
       job.send({ kind: "hello", version: 1, jobId: "job-a", token: "token-a-0123456789" })
       yield* a.awaitConnected
       yield* until("hello_ok", () => job.frames().length === 1)
-      // the 64 MiB claim is sent whole, then a request whose reply proves every byte before it was read;
-      // the 4 GiB claim is sent last (only 64 MiB of it: the connection stays inside the skip)
+      // the 64 MiB claim is sent whole, then a request whose reply proves every byte before it was read
+      // (it catches a receiver that buffers the payload; one that allocated the claim and freed it at the
+      // frame's end would pass it); the 4 GiB claim is sent last, only 64 MiB of it, and measured while the
+      // connection is still inside the skip (it catches a receiver that allocates the claim)
       for (const [id, claim] of [[7, 64 * (1 << 20)], [8, 0xffffffff]] as const) {
         counts.cases++
         counts.faults++
@@ -231,7 +233,8 @@ describe("security: a job cannot make the parent allocate without bound", () => 
           const s = net.connect(socketPath, () => resolve(s))
         })
         const before = await retainedMemory()
-        await sendHostileFrame(socket, 9, 0xffffffff)
+        // a 256 MiB claim (not 4 GiB: a host without memory overcommit would refuse the bad receiver's allocation)
+        await sendHostileFrame(socket, 9, 256 * (1 << 20), HOSTILE_BYTES)
         const deadline = Date.now() + 10_000
         while (receiver.received() < HOSTILE_BYTES && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
         const growth = (await retainedMemory()).arrayBuffers - before.arrayBuffers

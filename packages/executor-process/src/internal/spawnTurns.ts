@@ -40,7 +40,13 @@ export const makeSpawnTurns = (): Effect.Effect<void> => {
       return Effect.void
     }
     return Effect.async<void>((resume) => {
-      waiting.push(() => resume(Effect.void))
+      const go = () => resume(Effect.void)
+      waiting.push(go)
+      // an interrupted launch leaves the queue: it takes no turn
+      return Effect.sync(() => {
+        const at = waiting.indexOf(go)
+        if (at >= 0) waiting.splice(at, 1)
+      })
     })
   })
 }

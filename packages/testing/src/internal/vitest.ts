@@ -39,7 +39,7 @@ const load = (): VitestApi => {
   } catch (error) {
     const code = (error as { code?: string }).code
     if (code === "ERR_REQUIRE_ESM" || code === "ERR_REQUIRE_ASYNC_MODULE") {
-      throw new Error(`@flexec/testing: conformanceSuite loads vitest synchronously, which needs Node ≥ 20.19 (this is ${process.version})`)
+      throw new Error(`@flexec/testing: conformanceSuite loads vitest synchronously, which needs Node ≥ 20.19 on 20.x, ≥ 22.12 on 22.x (this is ${process.version})`)
     }
     throw error
   }
