@@ -357,6 +357,9 @@ export const runTest = (
           startTimeoutMs: t.startTimeoutMs,
           queryTimeoutMs: 5_000,
           completionStepTimeoutMs: 5_000,
+          // how long past the kill timeout a backend call may take before the engine gives up on it:
+          // short enough that a broken backend shows as the broken promise, not as the test's timeout
+          backendSlackMs: 3_000,
           ...(common.workerCommand ? { command: common.workerCommand } : {}),
           ...common.executorOptions,
           ...options.executorOptions,
