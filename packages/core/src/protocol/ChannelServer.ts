@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import { Duration, Effect, Either, FiberSet } from "effect"
-import type { Option, Scope } from "effect"
+import type { Scope } from "effect"
 import { Buffer } from "node:buffer"
 import { createHash, timingSafeEqual } from "node:crypto"
 import * as fs from "node:fs"
@@ -15,29 +15,21 @@ import * as path from "node:path"
 import type { Duplex } from "node:stream"
 import { LaunchFailed, TargetUnreachable } from "../Errors.js"
 import type { RequestError } from "../Errors.js"
-import * as codec from "../internal/codec.js"
+import * as codec from "./Frame.js"
 import { plainTimerFor } from "../internal/liveTimer.js"
 import { duplexPair } from "../internal/duplexPair.js"
 import { RequestNow } from "../internal/fastRequest.js"
 import type { RequestNowFn } from "../internal/fastRequest.js"
 import type { ChannelInfo } from "../JobLauncher.js"
-import type { Message, Payload } from "../Message.js"
-import { makeIdleConnection, unsafeMakeFramedStream } from "./Connection.js"
-import type { Connection, FramedStream } from "./Connection.js"
-import * as Frame from "./Frame.js"
+import type { Message } from "../Message.js"
+import { makeIdleConnection } from "./Connection.js"
+import type { Connection } from "./Connection.js"
+import { unsafeMakeFramedStream } from "./FramedStream.js"
+import type { FramedStream } from "./FramedStream.js"
+import * as Frame from "./MessageFrame.js"
+import type { ChannelRequest, RequestHandler } from "./Request.js"
 
-/** A request or notification the job sent to the parent. */
-export interface IncomingRequest {
-  readonly channel: string
-  readonly topic: string
-  readonly message: Message
-}
-
-/**
- * Handles a job's request. `None`: no handler (the job gets `invalid_request`).
- * A failure or defect of the Effect answers `process_exception` with its message.
- */
-export type RequestHandler = (request: IncomingRequest) => Option.Option<Effect.Effect<Payload, unknown>>
+export type { ChannelRequest, IncomingRequest, RequestHandler } from "./Request.js"
 
 /** Options of `openJobChannel`. */
 export interface JobChannelOptions {
@@ -66,13 +58,6 @@ export interface JobChannelOptions {
   readonly maxConcurrentRequests?: number
 }
 
-/** Parameters of `JobChannel.request`. */
-export interface ChannelRequest {
-  readonly channel: string
-  readonly topic: string
-  readonly message: Message
-  readonly timeout: Duration.DurationInput
-}
 
 /** The parent end of one job's channel. */
 export interface JobChannel {
