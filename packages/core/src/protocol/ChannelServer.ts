@@ -7,7 +7,6 @@
 import { Duration, Effect, Either, FiberSet } from "effect"
 import type { Scope } from "effect"
 import { Buffer } from "node:buffer"
-import { createHash, timingSafeEqual } from "node:crypto"
 import * as fs from "node:fs"
 import * as fsp from "node:fs/promises"
 import * as net from "node:net"
@@ -26,7 +25,7 @@ import { makeIdleConnection } from "./Connection.js"
 import type { Connection } from "./Connection.js"
 import { unsafeMakeFramedStream } from "./FramedStream.js"
 import type { FramedStream } from "./FramedStream.js"
-import * as Frame from "./MessageFrame.js"
+import { Admission, digest, helloOkFrame, helloProblem } from "./Hello.js"
 import type { ChannelRequest, RequestHandler } from "./Request.js"
 
 export type { ChannelRequest, IncomingRequest, RequestHandler } from "./Request.js"
@@ -92,68 +91,6 @@ export const MAX_PENDING_HELLOS = 16
 
 /** Longest unix socket path (bytes; `sun_path` holds 108 with the terminating NUL). */
 export const MAX_SOCKET_PATH_BYTES = 107
-
-const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest()
-
-/** The token check, in constant time whatever the lengths (both sides hashed first). */
-const tokenMatches = (given: unknown, expected: () => Buffer): boolean =>
-  typeof given === "string" && timingSafeEqual(digest(given), expected())
-
-/** Why a first event is not a valid hello for this job, or `undefined` when it is one. */
-const helloProblem = (event: codec.DecodeEvent, jobId: string, tokenDigest: () => Buffer): string | undefined => {
-  if (event.type === "error") return `malformed first frame: ${event.reason}`
-  if (event.type === "oversize") return `oversize first frame (${event.size} bytes)`
-  const header = event.header
-  if (header.kind !== "hello") return `first frame is ${header.kind}, not hello`
-  if (header.version !== codec.PROTOCOL_VERSION) return `unsupported protocol version ${JSON.stringify(header.version)}`
-  if (event.payload.byteLength !== 0) return "hello carries a payload"
-  // compare the token first, in constant time, whatever the job id
-  const tokenOk = tokenMatches(header.token, tokenDigest)
-  if (header.jobId !== jobId) return `hello names job ${JSON.stringify(header.jobId)}`
-  if (!tokenOk) return "wrong token"
-  return undefined
-}
-
-/**
- * The meeting point of a connection's hello (decided in the socket's data
- * handler) and its connection (set up by its fiber): whichever comes second
- * goes on. Admitted: `goLive` runs synchronously, then the fiber is told.
- */
-class Admission {
-  private verdict: boolean | undefined
-  private onAdmit: (() => void) | undefined
-  private tell: ((admitted: boolean) => void) | undefined
-
-  /** The hello's verdict (once; later calls are ignored). */
-  decide(admitted: boolean): void {
-    if (this.verdict !== undefined) return
-    this.verdict = admitted
-    if (this.tell === undefined) return
-    if (admitted) this.onAdmit?.()
-    this.tell(admitted)
-  }
-
-  /** The connection is ready: `goLive` when admitted, `tell` the verdict (now, or when it comes). */
-  ready(goLive: () => void, tell: (admitted: boolean) => void): void {
-    if (this.verdict !== undefined) {
-      if (this.verdict) goLive()
-      return tell(this.verdict)
-    }
-    this.onAdmit = goLive
-    this.tell = tell
-  }
-}
-
-/** `hello_ok` frames by frame limit (the same for every channel of an executor: made once). */
-const helloOkFrames = new Map<number, ReturnType<typeof Frame.encodeHeaderFrame>>()
-const helloOkFrame = (maxFrameBytes: number): ReturnType<typeof Frame.encodeHeaderFrame> => {
-  let frame = helloOkFrames.get(maxFrameBytes)
-  if (frame === undefined) {
-    frame = Frame.encodeHeaderFrame({ kind: "hello_ok", version: codec.PROTOCOL_VERSION, maxFrame: maxFrameBytes }, undefined, maxFrameBytes)
-    if (helloOkFrames.size < 16) helloOkFrames.set(maxFrameBytes, frame)
-  }
-  return frame
-}
 
 const launchFailed = (jobId: string, reason: string, cause?: unknown) =>
   new LaunchFailed(cause === undefined ? { jobId, reason } : { jobId, reason, cause })
