@@ -26,6 +26,15 @@ export default tseslint.config(
     }
   },
   {
+    // the byte codec is shared with the worker runtime, which imports only node: built-ins
+    files: ["packages/core/src/protocol/Frame.ts", "packages/core/src/worker/**/*.ts"],
+    rules: {
+      "no-restricted-imports": ["error", { patterns: [
+        { regex: "^(?!node:|\\.)", message: "the worker runtime and protocol/Frame.ts import only node: built-ins and their own modules" }
+      ] }]
+    }
+  },
+  {
     files: ["**/*.js", "**/*.cjs", "**/*.mjs"],
     languageOptions: { globals: { process: "readonly", require: "readonly", module: "writable", console: "readonly", Buffer: "readonly", setTimeout: "readonly", clearTimeout: "readonly", setInterval: "readonly", clearInterval: "readonly", __dirname: "readonly" } },
     rules: { "@typescript-eslint/no-require-imports": "off" }

@@ -1,4 +1,4 @@
-// 7. The protocol codec (packages/core/src/internal/codec.ts, bundled from
+// 7. The protocol codec (packages/core/src/protocol/Frame.ts, bundled from
 // source with esbuild into bench/.cache): encode + decode of one frame with a
 // 64 B, 64 KiB and 1 MiB binary payload, with tinybench, against a minimal raw
 // length-prefix codec (bench/workers/rawproto.cjs) doing the same one copy into
@@ -18,7 +18,7 @@ export const name = "codec"
 const loadCodec = async () => {
   const outfile = path.join(benchDir, ".cache", "codec.mjs")
   await build({
-    entryPoints: [path.join(benchDir, "..", "packages", "core", "src", "internal", "codec.ts")],
+    entryPoints: [path.join(benchDir, "..", "packages", "core", "src", "protocol", "Frame.ts")],
     bundle: true,
     format: "esm",
     platform: "node",

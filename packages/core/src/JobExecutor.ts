@@ -67,7 +67,7 @@ import type { ChannelRequest, IncomingRequest, JobChannel } from "./protocol/Cha
 import type { Allocation, ResourceManager } from "./ResourceManager.js"
 import { adapt, gpuIdsOf } from "./ResourceManagerAdapter.js"
 import { Channel, ClientStatus, JobReturnCode, reasonOf, statusMessage, Topic } from "./Status.js"
-import { DEFAULT_MAX_FRAME_BYTES } from "./internal/codec.js"
+import { DEFAULT_MAX_FRAME_BYTES } from "./protocol/Frame.js"
 import { BackendFault, boundedCall, handleProblem, launchErrorOf, lost, normalizeExit } from "./internal/backendGuard.js"
 import { EventListeners, makeEventListeners } from "./internal/eventListeners.js"
 import { requestNowOf, SendNow, StatusNow } from "./internal/fastRequest.js"

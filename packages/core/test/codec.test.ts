@@ -14,10 +14,10 @@ import {
   type FrameHeader,
   MAX_HEADER_BYTES,
   SMALL_PAYLOAD_BYTES
-} from "../src/internal/codec.js"
+} from "../src/protocol/Frame.js"
 import { duplexPair } from "../src/internal/duplexPair.js"
 import * as Message from "../src/Message.js"
-import * as Frame from "../src/protocol/Frame.js"
+import * as Frame from "../src/protocol/MessageFrame.js"
 
 const decodeAll = (chunks: ReadonlyArray<Uint8Array>, maxFrame?: number): Array<DecodeEvent> => {
   const decoder = new FrameDecoder(maxFrame)

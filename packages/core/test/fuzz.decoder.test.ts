@@ -14,7 +14,7 @@ import {
   FrameDecoder,
   type FrameHeader,
   MAX_HEADER_BYTES
-} from "../src/internal/codec.js"
+} from "../src/protocol/Frame.js"
 import { retainedMemorySync } from "./support/memory.js"
 
 const LONG = process.env.FLEXEC_FUZZ_LONG === "1"

@@ -20,12 +20,12 @@ import {
   encodePayload,
   FrameDecoder,
   type FrameHeader
-} from "../src/internal/codec.js"
+} from "../src/protocol/Frame.js"
 import * as Message from "../src/Message.js"
 import type { Payload } from "../src/Message.js"
 import { duplexPair } from "../src/internal/duplexPair.js"
 import { bindJobChannel, openJobChannel } from "../src/protocol/ChannelServer.js"
-import { makeFramedStream } from "../src/protocol/Connection.js"
+import { makeFramedStream } from "../src/protocol/FramedStream.js"
 import type { JobChannel, JobChannelOptions, RequestHandler } from "../src/protocol/ChannelServer.js"
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), "fxp-"))

@@ -12,11 +12,11 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import { type DecodeEvent, DEFAULT_MAX_FRAME_BYTES, encodeFrameBuffer, FrameDecoder } from "../src/internal/codec.js"
+import { type DecodeEvent, DEFAULT_MAX_FRAME_BYTES, encodeFrameBuffer, FrameDecoder } from "../src/protocol/Frame.js"
 import * as Message from "../src/Message.js"
 import type { Payload } from "../src/Message.js"
 import { openJobChannel } from "../src/protocol/ChannelServer.js"
-import * as Frame from "../src/protocol/Frame.js"
+import * as Frame from "../src/protocol/MessageFrame.js"
 
 const docPath = fileURLToPath(new URL("../../../docs/PROTOCOL.md", import.meta.url))
 const doc = fs.readFileSync(docPath, "utf8")

@@ -19,7 +19,7 @@ import {
   encodePayload,
   FrameDecoder,
   type FrameHeader
-} from "../src/internal/codec.js"
+} from "../src/protocol/Frame.js"
 import {
   ChannelError,
   ConfigError,

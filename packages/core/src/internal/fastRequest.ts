@@ -5,16 +5,11 @@
  * is part of the public interfaces: an executor or channel made another way
  * has none, and the facade then runs the Effect.
  */
-import type { Message } from "../Message.js"
-import type { ChannelRequest } from "../protocol/ChannelServer.js"
+import type { ChannelRequest, RequestOutcome } from "../protocol/Request.js"
 import type { SendToJobParams } from "../ClientExecutor.js"
-import type { RequestError } from "../Errors.js"
 import type { ClientStatus } from "../Status.js"
 
-/** A request's outcome. */
-export type RequestOutcome =
-  | { readonly ok: true; readonly value: Message }
-  | { readonly ok: false; readonly error: RequestError }
+export type { RequestOutcome } from "../protocol/Request.js"
 
 /** The key of a channel's fiberless request. */
 export const RequestNow: unique symbol = Symbol.for("@flexec/core/RequestNow")

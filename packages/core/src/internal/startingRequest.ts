@@ -8,7 +8,8 @@ import { Clock, Duration, Effect } from "effect"
 import { RequestTimeout, TargetUnreachable } from "../Errors.js"
 import type { RequestError } from "../Errors.js"
 import type { Message } from "../Message.js"
-import type { ChannelRequest, JobChannel } from "../protocol/ChannelServer.js"
+import type { JobChannel } from "../protocol/ChannelServer.js"
+import type { ChannelRequest } from "../protocol/Request.js"
 
 /** What the engine knows of a starting job. */
 export interface StartingJob {

@@ -1,43 +1,38 @@
 /**
- * The parent side of a job's channel: a private per-job unix socket (and an
- * in-process connector), the hello handshake, and request/reply both ways.
+ * ChannelServer: the parent side of a job's channel. Makes the channel's
+ * private directory, listens through the `ChannelTransport` (a unix socket by
+ * default) and connects in-process streams, admits one connection by its hello
+ * (the hello timeout, the cap on connections waiting for theirs), and serves
+ * request/reply over the live one. The top of the protocol layer: it imports
+ * `ChannelDir`, `ChannelTransport`, `Hello`, `Connection`, `FramedStream`,
+ * `Request` and `Frame`; nothing in the protocol imports it.
  *
  * @since 0.1.0
  */
 import { Duration, Effect, Either, FiberSet } from "effect"
-import type { Option, Scope } from "effect"
+import type { Scope } from "effect"
 import { Buffer } from "node:buffer"
-import { createHash, timingSafeEqual } from "node:crypto"
-import * as fs from "node:fs"
-import * as fsp from "node:fs/promises"
-import * as net from "node:net"
 import * as path from "node:path"
 import type { Duplex } from "node:stream"
 import { LaunchFailed, TargetUnreachable } from "../Errors.js"
 import type { RequestError } from "../Errors.js"
-import * as codec from "../internal/codec.js"
-import { plainTimerFor } from "../internal/liveTimer.js"
 import { duplexPair } from "../internal/duplexPair.js"
 import { RequestNow } from "../internal/fastRequest.js"
 import type { RequestNowFn } from "../internal/fastRequest.js"
+import { plainTimerFor } from "../internal/liveTimer.js"
 import type { ChannelInfo } from "../JobLauncher.js"
-import type { Message, Payload } from "../Message.js"
-import { makeIdleConnection, unsafeMakeFramedStream } from "./Connection.js"
-import type { Connection, FramedStream } from "./Connection.js"
-import * as Frame from "./Frame.js"
+import type { Message } from "../Message.js"
+import { makePrivateDir, removeDir } from "./ChannelDir.js"
+import { ChannelTransport } from "./ChannelTransport.js"
+import { makeIdleConnection } from "./Connection.js"
+import type { Connection } from "./Connection.js"
+import * as codec from "./Frame.js"
+import { unsafeMakeFramedStream } from "./FramedStream.js"
+import type { FramedStream } from "./FramedStream.js"
+import { Admission, digest, helloOkFrame, helloProblem } from "./Hello.js"
+import type { ChannelRequest, RequestHandler } from "./Request.js"
 
-/** A request or notification the job sent to the parent. */
-export interface IncomingRequest {
-  readonly channel: string
-  readonly topic: string
-  readonly message: Message
-}
-
-/**
- * Handles a job's request. `None`: no handler (the job gets `invalid_request`).
- * A failure or defect of the Effect answers `process_exception` with its message.
- */
-export type RequestHandler = (request: IncomingRequest) => Option.Option<Effect.Effect<Payload, unknown>>
+export type { ChannelRequest, IncomingRequest, RequestHandler } from "./Request.js"
 
 /** Options of `openJobChannel`. */
 export interface JobChannelOptions {
@@ -66,13 +61,6 @@ export interface JobChannelOptions {
   readonly maxConcurrentRequests?: number
 }
 
-/** Parameters of `JobChannel.request`. */
-export interface ChannelRequest {
-  readonly channel: string
-  readonly topic: string
-  readonly message: Message
-  readonly timeout: Duration.DurationInput
-}
 
 /** The parent end of one job's channel. */
 export interface JobChannel {
@@ -105,150 +93,10 @@ export const DEFAULT_HELLO_TIMEOUT: Duration.Duration = Duration.seconds(10)
 /** Connections per job channel that may be waiting to say hello at once; more are closed at once. */
 export const MAX_PENDING_HELLOS = 16
 
-/** Longest unix socket path (bytes; `sun_path` holds 108 with the terminating NUL). */
-export const MAX_SOCKET_PATH_BYTES = 107
-
-const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest()
-
-/** The token check, in constant time whatever the lengths (both sides hashed first). */
-const tokenMatches = (given: unknown, expected: () => Buffer): boolean =>
-  typeof given === "string" && timingSafeEqual(digest(given), expected())
-
-/** Why a first event is not a valid hello for this job, or `undefined` when it is one. */
-const helloProblem = (event: codec.DecodeEvent, jobId: string, tokenDigest: () => Buffer): string | undefined => {
-  if (event.type === "error") return `malformed first frame: ${event.reason}`
-  if (event.type === "oversize") return `oversize first frame (${event.size} bytes)`
-  const header = event.header
-  if (header.kind !== "hello") return `first frame is ${header.kind}, not hello`
-  if (header.version !== codec.PROTOCOL_VERSION) return `unsupported protocol version ${JSON.stringify(header.version)}`
-  if (event.payload.byteLength !== 0) return "hello carries a payload"
-  // compare the token first, in constant time, whatever the job id
-  const tokenOk = tokenMatches(header.token, tokenDigest)
-  if (header.jobId !== jobId) return `hello names job ${JSON.stringify(header.jobId)}`
-  if (!tokenOk) return "wrong token"
-  return undefined
-}
-
-/**
- * The meeting point of a connection's hello (decided in the socket's data
- * handler) and its connection (set up by its fiber): whichever comes second
- * goes on. Admitted: `goLive` runs synchronously, then the fiber is told.
- */
-class Admission {
-  private verdict: boolean | undefined
-  private onAdmit: (() => void) | undefined
-  private tell: ((admitted: boolean) => void) | undefined
-
-  /** The hello's verdict (once; later calls are ignored). */
-  decide(admitted: boolean): void {
-    if (this.verdict !== undefined) return
-    this.verdict = admitted
-    if (this.tell === undefined) return
-    if (admitted) this.onAdmit?.()
-    this.tell(admitted)
-  }
-
-  /** The connection is ready: `goLive` when admitted, `tell` the verdict (now, or when it comes). */
-  ready(goLive: () => void, tell: (admitted: boolean) => void): void {
-    if (this.verdict !== undefined) {
-      if (this.verdict) goLive()
-      return tell(this.verdict)
-    }
-    this.onAdmit = goLive
-    this.tell = tell
-  }
-}
-
-/** `hello_ok` frames by frame limit (the same for every channel of an executor: made once). */
-const helloOkFrames = new Map<number, ReturnType<typeof Frame.encodeHeaderFrame>>()
-const helloOkFrame = (maxFrameBytes: number): ReturnType<typeof Frame.encodeHeaderFrame> => {
-  let frame = helloOkFrames.get(maxFrameBytes)
-  if (frame === undefined) {
-    frame = Frame.encodeHeaderFrame({ kind: "hello_ok", version: codec.PROTOCOL_VERSION, maxFrame: maxFrameBytes }, undefined, maxFrameBytes)
-    if (helloOkFrames.size < 16) helloOkFrames.set(maxFrameBytes, frame)
-  }
-  return frame
-}
+export { MAX_SOCKET_PATH_BYTES } from "./UnixTransport.js"
 
 const launchFailed = (jobId: string, reason: string, cause?: unknown) =>
   new LaunchFailed(cause === undefined ? { jobId, reason } : { jobId, reason, cause })
-
-const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error))
-
-/** Creates the private directory (0700, must not exist), chowned to `owner` when given. */
-/**
- * Creates the channel directory (0700, owned by `owner` when given). Synchronous
- * calls: each is a few microseconds, where the promise API would cost a thread-pool
- * round trip per call (about 0.5 ms each on a loaded machine, on every job's start).
- */
-const makePrivateDir = (jobId: string, dir: string, owner: JobChannelOptions["owner"], reuse = false, socketName = "ch.sock") =>
-  Effect.try({
-    try: () => {
-      if (reuse) {
-        const stat = fs.lstatSync(dir, { throwIfNoEntry: false })
-        if (stat?.isDirectory()) {
-          fs.rmSync(`${dir}/${socketName}`, { force: true })
-          fs.chmodSync(dir, 0o700)
-          if (owner) fs.chownSync(dir, owner.uid, owner.gid)
-          return
-        }
-        if (stat) fs.rmSync(dir, { force: true })
-      }
-      fs.mkdirSync(dir, { mode: 0o700 })
-      try {
-        fs.chmodSync(dir, 0o700)
-        if (owner) fs.chownSync(dir, owner.uid, owner.gid)
-      } catch (error) {
-        fs.rmSync(dir, { recursive: true, force: true })
-        throw error
-      }
-    },
-    catch: (error) => launchFailed(jobId, `cannot create the channel directory ${dir}: ${describe(error)}`, error)
-  })
-
-const removeDir = (dir: string) =>
-  Effect.tryPromise(() => fsp.rm(dir, { recursive: true, force: true })).pipe(
-    Effect.catchAll((error) => Effect.logWarning(`could not remove the channel directory ${dir}: ${describe(error)}`))
-  )
-
-/**
- * Listens on `socketPath`; every accepted socket goes to `onSocket`. A unix
- * socket binds and listens synchronously: the common case takes no turn of the
- * event loop; a failure is reported by Node on the next tick, and waited for.
- */
-const listen = (jobId: string, socketPath: string, onSocket: (socket: net.Socket) => void) =>
-  Effect.suspend(() => {
-    const server = net.createServer({ allowHalfOpen: false })
-    let failure: Error | undefined
-    let failed: ((error: Error) => void) | undefined
-    const onError = (error: Error) => {
-      failure = error
-      failed?.(error)
-    }
-    server.on("connection", onSocket)
-    server.once("error", onError)
-    server.listen(socketPath)
-    const refused = (error: Error) => {
-      server.close()
-      return launchFailed(jobId, `cannot listen on ${socketPath}: ${describe(error)}`, error)
-    }
-    if (server.listening) {
-      server.off("error", onError)
-      server.on("error", () => {})
-      return Effect.succeed(server)
-    }
-    return Effect.async<net.Server, LaunchFailed>((resume) => {
-      if (failure !== undefined) return resume(Effect.fail(refused(failure)))
-      failed = (error) => resume(Effect.fail(refused(error)))
-    })
-  })
-
-const closeServer = (server: net.Server, sockets: Set<net.Socket>) =>
-  Effect.async<void>((resume) => {
-    server.close(() => resume(Effect.void))
-    for (const socket of sockets) socket.destroy()
-    sockets.clear()
-  }).pipe(Effect.timeoutOption(Duration.seconds(5)), Effect.asVoid)
 
 /** A job's channel whose socket already listens, before it serves (see `bindJobChannel`). */
 export interface BoundJobChannel {
@@ -263,8 +111,9 @@ export interface BoundJobChannel {
 
 /**
  * Opens a job's channel in the given scope: creates `options.dir` (0700; it must
- * not exist) and listens on `<dir>/<socketName>`. Closing the scope closes the
- * server and the live connection (pending requests fail with
+ * not exist) and listens through the `ChannelTransport` in the context (by
+ * default a unix socket at `<dir>/<socketName>`). Closing the scope closes the
+ * listener and the live connection (pending requests fail with
  * `TargetUnreachable`) and removes the socket and the directory.
  *
  * A connection must say `hello { version: 1, jobId, token }` within
@@ -272,8 +121,9 @@ export interface BoundJobChannel {
  * (wrong token or job id, another first frame, an oversize first frame, or a
  * live connection already there). Then requests flow both ways.
  *
- * Fails with `LaunchFailed` when the socket path is longer than 107 bytes, the
- * directory exists or cannot be made or chowned, or the socket cannot listen.
+ * Fails with `LaunchFailed` when the transport refuses the address (a unix
+ * socket path longer than 107 bytes), the directory exists or cannot be made or
+ * chowned, or the transport cannot listen.
  */
 export const openJobChannel = (options: JobChannelOptions): Effect.Effect<JobChannel, LaunchFailed, Scope.Scope> =>
   Effect.flatMap(bindJobChannel(options), (bound) => bound.serve)
@@ -288,7 +138,6 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
   Effect.gen(function* () {
     const { dir, jobId, onRequest, owner } = options
     const socketName = options.socketName ?? DEFAULT_SOCKET_NAME
-    const socketPath = path.join(dir, socketName)
     const maxFrameBytes = options.maxFrameBytes ?? codec.DEFAULT_MAX_FRAME_BYTES
     const helloTimeout = Duration.decode(options.helloTimeout ?? DEFAULT_HELLO_TIMEOUT)
 
@@ -299,63 +148,51 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
     if (socketName.length === 0 || socketName.includes("/") || socketName === "." || socketName === "..") {
       return yield* launchFailed(jobId, `invalid socket name ${JSON.stringify(socketName)}`)
     }
-    const pathBytes = Buffer.byteLength(socketPath, "utf8")
-    if (pathBytes > MAX_SOCKET_PATH_BYTES) {
-      return yield* launchFailed(
-        jobId,
-        `socket path ${socketPath} is ${pathBytes} bytes; unix socket paths are limited to ${MAX_SOCKET_PATH_BYTES} (use a shorter runtime directory)`
-      )
-    }
+    const transport = yield* ChannelTransport
+    const refusal = transport.check({ jobId, dir, socketName })
+    if (refusal !== undefined) return yield* launchFailed(jobId, refusal)
     if (!Number.isSafeInteger(maxFrameBytes) || maxFrameBytes < 4 + codec.MAX_HEADER_BYTES || maxFrameBytes > 0xffffffff) {
       return yield* launchFailed(jobId, `maxFrameBytes ${maxFrameBytes} is not an integer between ${4 + codec.MAX_HEADER_BYTES} and ${0xffffffff}`)
     }
 
-    yield* Effect.acquireRelease(makePrivateDir(jobId, dir, owner, options.reuseDir === true, options.socketName ?? "ch.sock"), () => removeDir(dir))
+    yield* Effect.acquireRelease(makePrivateDir(jobId, dir, owner, options.reuseDir === true), () => removeDir(dir))
 
     // Until `serve`, accepted streams wait here (as many as may wait for a hello).
-    let serving: ((stream: Duplex) => void) | undefined
+    let serving: ((stream: Duplex, peer: string) => void) | undefined
     let unbound = false
-    const waiting: Array<Duplex> = []
-    const onStream = (stream: Duplex): void => {
-      if (serving !== undefined) return serving(stream)
+    const waiting: Array<{ readonly stream: Duplex; readonly peer: string }> = []
+    const onStream = (stream: Duplex, peer: string): void => {
+      if (serving !== undefined) return serving(stream, peer)
       if (unbound || waiting.length >= MAX_PENDING_HELLOS) {
         stream.destroy()
         return
       }
-      waiting.push(stream)
+      waiting.push({ stream, peer })
     }
     yield* Effect.addFinalizer(() =>
       Effect.sync(() => {
         unbound = true
-        for (const stream of waiting.splice(0)) stream.destroy()
+        for (const { stream } of waiting.splice(0)) stream.destroy()
       })
     )
-    const sockets = new Set<net.Socket>()
-    yield* Effect.acquireRelease(
-      listen(jobId, socketPath, (socket) => {
-        sockets.add(socket)
-        socket.once("close", () => sockets.delete(socket))
-        onStream(socket)
-      }),
-      (server) => closeServer(server, sockets)
-    )
-    yield* Effect.try({
-      try: () => {
-        fs.chmodSync(socketPath, 0o600)
-        if (owner) fs.chownSync(socketPath, owner.uid, owner.gid)
-      },
-      catch: (error) => launchFailed(jobId, `cannot set the owner of ${socketPath}: ${describe(error)}`, error)
+    const listener = yield* transport.listen({
+      jobId,
+      dir,
+      socketName,
+      reuse: options.reuseDir === true,
+      accept: onStream,
+      ...(owner !== undefined ? { owner } : {})
     })
 
     const info: ChannelInfo = {
       dir,
       socketName,
-      socketPath,
-      url: `unix://${socketPath}`,
+      socketPath: listener.socketPath ?? path.join(dir, socketName),
+      url: listener.url,
       token: options.token,
       connectInProcess: () => {
         const [job, parent] = duplexPair()
-        onStream(parent)
+        onStream(parent, "in-process")
         return job
       }
     }
@@ -379,8 +216,8 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
       const clock = yield* Effect.clock
       const helloMs = Duration.toMillis(helloTimeout)
       const plainHelloTimer = plainTimerFor(clock, helloMs)
-      const logWarning = (text: string): void => {
-        run(Effect.logWarning(text).pipe(Effect.annotateLogs({ jobId })))
+      const logWarning = (text: string, peer: string): void => {
+        run(Effect.logWarning(text).pipe(Effect.annotateLogs({ jobId, peer })))
       }
       const helloOk = helloOkFrame(maxFrameBytes)
       const connectionOptions = {
@@ -396,7 +233,7 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
        * is accepted (`admission`), the connection becomes the live one and reads;
        * until it has shut down. A refused hello ends it, and its stream goes.
        */
-      const connectionLife = (framed: FramedStream, release: () => void, admission: Admission) =>
+      const connectionLife = (framed: FramedStream, release: () => void, admission: Admission, peer: string) =>
         Effect.gen(function* () {
           yield* Effect.addFinalizer(() => Effect.sync(release))
           const mine: { connection: Connection | undefined } = { connection: undefined }
@@ -425,7 +262,7 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
           Effect.scoped,
           // a connection accepted as the scope closes: its stream still goes
           Effect.onInterrupt(() => Effect.sync(release)),
-          Effect.annotateLogs({ jobId })
+          Effect.annotateLogs({ jobId, peer })
         )
 
       /** Makes `connection` the live one (before it reads: a request it dispatches may already use the channel). */
@@ -453,7 +290,7 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
        * handler, so `hello_ok` goes out on the turn the hello arrives and the
        * requests pipelined behind it are dispatched right after.
        */
-      const accept = (stream: Duplex): void => {
+      const accept = (stream: Duplex, peer: string): void => {
         if (closing || handshaking >= MAX_PENDING_HELLOS) {
           stream.destroy()
           return
@@ -493,7 +330,7 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
         const expire = () => {
           if (!settle()) return
           refuse()
-          logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`)
+          logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`, peer)
         }
         pendingHellos.add(abandon)
         const timer = plainHelloTimer ? setTimeout(expire, helloMs) : undefined
@@ -502,26 +339,26 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
           if (!settle()) return
           if (event === undefined) {
             refuse()
-            run(Effect.logDebug("a connection closed before its hello").pipe(Effect.annotateLogs({ jobId })))
+            run(Effect.logDebug("a connection closed before its hello").pipe(Effect.annotateLogs({ jobId, peer })))
             return
           }
           if (problem !== undefined) {
             refuse()
-            return logWarning(`refused a connection: ${problem}`)
+            return logWarning(`refused a connection: ${problem}`, peer)
           }
           if (claimed || closing || Either.isLeft(helloOk)) {
             refuse()
-            return logWarning("refused a second connection while one is live")
+            return logWarning("refused a second connection while one is live", peer)
           }
           claimed = true
           framed.writeNow(helloOk.right.chunks)
           admission.decide(true)
         })
-        run(connectionLife(framed, release, admission))
+        run(connectionLife(framed, release, admission, peer))
       }
 
       serving = accept
-      for (const stream of waiting.splice(0)) accept(stream)
+      for (const { stream, peer } of waiting.splice(0)) accept(stream, peer)
 
       const requestNow: RequestNowFn = (request, done) => {
         if (liveNow !== undefined) return liveNow.requestNow(request, done)

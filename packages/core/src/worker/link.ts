@@ -16,7 +16,7 @@ import {
   MAX_HEADER_BYTES,
   parseHeader,
   PROTOCOL_VERSION
-} from "../internal/codec.js"
+} from "../protocol/Frame.js"
 import { ChannelError, isConfigError, messageOf } from "./errors.js"
 import { cleanHeaders, encodeChecked, receivedHeaders } from "./payload.js"
 import type { TimerHandle, Timers } from "./timers.js"

@@ -1,7 +1,7 @@
 /**
  * Checks and encodes what the worker sends. Internal to the worker runtime.
  */
-import { encodePayloadBody, type Encoding } from "../internal/codec.js"
+import { encodePayloadBody, type Encoding } from "../protocol/Frame.js"
 import { payloadProblem } from "../Message.js"
 import type { HeaderValue } from "./types.js"
 

@@ -9,7 +9,7 @@ import { createRequire } from "node:module"
 import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
-import * as codec from "../../../core/src/internal/codec.js"
+import * as codec from "../../../core/src/protocol/Frame.js"
 import { waitUntil } from "../../src/waitUntil.js"
 
 /** Rejects after `ms` with a message naming what did not happen. */
