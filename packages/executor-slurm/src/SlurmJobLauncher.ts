@@ -16,7 +16,6 @@ import type { ClusterConfig } from "./internal/clusterConfig.js"
 import { BackendUnavailable, decodeJobId, defaultRuntimeDir, InvalidJobMeta, LaunchFailed } from "./internal/core.js"
 import type {
   Capabilities,
-  JobExit,
   JobHandle,
   JobLauncher,
   JobMeta,

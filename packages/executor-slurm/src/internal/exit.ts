@@ -87,7 +87,7 @@ export const parseQueue = (text: string): ReadonlyArray<QueueRow> => {
     if (!/^[0-9]+(_[0-9]+)?$/.test(slurmId) || !/^[0-9]+$/.test(raw.trim())) continue
     // the comment is the last field; it may itself hold `|`, and the line ends with the suffix `|`
     const comment = rest.length === 0 ? undefined : rest.join("|").replace(/\|$/, "").trim()
-    rows.push({ slurmId, state: state.trim(), rawExit: Number(raw.trim()), comment: comment === "(null)" ? undefined : comment })
+    rows.push({ slurmId, state: state.trim(), rawExit: Number(raw.trim()), comment: comment === "(null)" || comment === "" ? undefined : comment })
   }
   return rows
 }
