@@ -94,3 +94,17 @@ export const liveJobsNamed = (prefix: string): ReadonlyArray<string> => {
   })
   return out.split("\n").filter((l) => l.split("|")[1]?.startsWith(prefix) === true)
 }
+
+/** Live (non-zombie) processes whose environment has `FLEXEC_JOB_ID=<jobId>` exactly. */
+export const processesOfJob = (jobId: string): ReadonlyArray<number> =>
+  fs
+    .readdirSync("/proc")
+    .filter((name) => /^[0-9]+$/.test(name) && Number(name) !== process.pid)
+    .map(Number)
+    .filter((pid) => {
+      try {
+        return environOf(pid).FLEXEC_JOB_ID === jobId && !isDead(pid)
+      } catch {
+        return false
+      }
+    })
