@@ -15,6 +15,7 @@ import * as path from "node:path"
 import { acquireWorkspace, deploy, readJobFolder } from "./internal/deploy.js"
 import { CliError, ExitCode } from "./internal/errors.js"
 import { ExitStatus } from "./internal/exitStatus.js"
+import { slurmLauncher } from "./internal/slurm.js"
 import { followFile } from "./internal/tail.js"
 import { makeView } from "./internal/view.js"
 import type { ViewMode } from "./internal/view.js"
@@ -22,7 +23,7 @@ import type { ViewMode } from "./internal/view.js"
 /** The parsed arguments of `flexec run`. */
 export interface RunArgs {
   readonly jobDir: string
-  readonly backend: "process" | "docker"
+  readonly backend: "process" | "docker" | "slurm"
   readonly workspace: Option.Option<string>
   readonly site: string
   readonly image: Option.Option<string>
@@ -74,8 +75,10 @@ export const runJobFolder = (args: RunArgs) =>
 
       // The backend, wrapped to keep the job's handle (a second Ctrl-C terminates it at once).
       const handle = yield* Ref.make(Option.none<JobHandle>())
-      const backend = args.backend === "docker"
+      const backend: JobLauncher = args.backend === "docker"
         ? makeDockerLauncher(Option.match(args.image, { onNone: () => ({}), onSome: (image) => ({ image }) }))
+        : args.backend === "slurm"
+        ? yield* slurmLauncher()
         : ProcessJobLauncher.make({})
       const launcher: JobLauncher = {
         ...backend,
@@ -147,9 +150,9 @@ export const runCommand = Command.make(
     jobDir: Args.text({ name: "job-dir" }).pipe(
       Args.withDescription("The job folder: meta.json (the job's metadata) and app/ (its code, for Node app/main.js).")
     ),
-    backend: Options.choice("backend", ["process", "docker"]).pipe(
+    backend: Options.choice("backend", ["process", "docker", "slurm"]).pipe(
       Options.withDefault("process" as const),
-      Options.withDescription("Where the job runs: a child process, or a Docker container.")
+      Options.withDescription("Where the job runs: a child process, a Docker container, or a Slurm batch job (SLURM_CONF from the environment; the job runs on this host).")
     ),
     workspace: Options.text("workspace").pipe(
       Options.optional,
