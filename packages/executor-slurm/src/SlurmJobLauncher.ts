@@ -191,6 +191,9 @@ const probeProblem = (cli: SlurmCli, result: { stdout: string } | SlurmCommandEr
 
 const showConfig = ["show", "config"] as const
 
+/** States in which a job's processes run on its node, so that `scancel --signal` reaches them (else it is cancelled). */
+const isSignallable = (state: string | undefined): boolean => state === "RUNNING" || state === "SUSPENDED" || state === "COMPLETING"
+
 // ---------------------------------------------------------------------------
 // the handle
 
@@ -210,9 +213,13 @@ const makeHandle = (cli: SlurmCli, poller: Poller, params: HandleParams): Effect
     const terminating = yield* Ref.make(false)
     const known = () => Option.isSome(watch.exit)
 
-    /** scancel with `flags`; a job that cannot be signalled (pending, or not yet on its node) is cancelled instead. */
+    /**
+     * scancel with `flags` for a running job. A job that is not running yet
+     * (pending, or not yet on its node) cannot be signalled (scancel would retry
+     * "Job can not be altered now" until its timeout): it is cancelled instead.
+     */
     const signal = (flags: ReadonlyArray<string>): Effect.Effect<boolean> =>
-      cli.run("scancel", [...flags, slurmId]).pipe(
+      cli.run("scancel", isSignallable(watch.state) ? [...flags, slurmId] : [slurmId]).pipe(
         Effect.as(true),
         Effect.catchAll((e) => {
           if (e.unavailable) {
@@ -403,9 +410,9 @@ const makeWith = (resolved: Resolved, cluster: ClusterConfig | undefined, proble
         submittedAt: Date.now()
       })
 
-      const kill = (slurmId: string) =>
-        cli.run("scancel", ["--batch", "--signal=KILL", slurmId]).pipe(
-          Effect.ignore,
+      /** The cgroup-wide KILL of a running job, then a cancel (all a pending job gets). */
+      const kill = (slurmId: string, state: string | undefined) =>
+        (isSignallable(state) ? cli.run("scancel", ["--batch", "--signal=KILL", slurmId]).pipe(Effect.ignore) : Effect.void).pipe(
           Effect.zipRight(cli.run("scancel", [slurmId]).pipe(Effect.ignore))
         )
 
@@ -416,7 +423,7 @@ const makeWith = (resolved: Resolved, cluster: ClusterConfig | undefined, proble
           const file = yield* Effect.try({
             try: () => writeRecord(runtimeDir, record(slurmId)),
             catch: (e) => failed(`cannot write the job record under ${runtimeDir}: ${messageOf(e)}`, e)
-          }).pipe(Effect.tapError(() => kill(slurmId)))
+          }).pipe(Effect.tapError(() => kill(slurmId, undefined)))
           const watch = yield* poller.watch(slurmId, name)
           watch.onExit.push(() => removeRecord(file))
           launched++
@@ -425,7 +432,7 @@ const makeWith = (resolved: Resolved, cluster: ClusterConfig | undefined, proble
         ({ file, slurmId, watch }) =>
           Effect.gen(function* () {
             if (Option.isNone(watch.exit)) {
-              yield* kill(slurmId)
+              yield* kill(slurmId, watch.state)
               yield* poller.wait(watch).pipe(Effect.retry({ times: 3 }), Effect.timeoutOption(releaseExitWait), Effect.ignore)
             }
             if (Option.isSome(watch.exit)) removeRecord(file)

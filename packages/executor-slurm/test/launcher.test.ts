@@ -154,4 +154,29 @@ describe.skipIf(!ready)("slurm launcher on the cluster [needs a Slurm cluster: s
         const last = polls().at(-1)!.split(" ")[5]!.split(",")
         expect(new Set(last)).toEqual(new Set(ids))
       })), 90_000)
+
+  it("a pending job (held by the site's --begin) is cancelled (never signalled), once however often terminate is called", () => {
+    const held = makeConformanceContext({
+      name: "slurm-held",
+      timeouts: common.timeouts,
+      makeLauncher: ({ runtimeDir }) =>
+        SlurmJobLauncher.makeEffect({ ...baseOptions, slurmBin: bin.dir, runtimeDir, killTimeoutMs: 300, sbatchArgs: ["--begin=now+3600"] })
+    })
+    return runConformanceTest(held, (h) =>
+      Effect.gen(function* () {
+        const jobId = yield* h.start("conformance-echo")
+        yield* h.waitEvent("Launched", jobId)
+        const handle = h.handles.get(jobId)!
+        const slurmId = String(handle.info?.slurmJobId)
+        expect(scontrolJob(slurmId)).toContain("JobState=PENDING")
+        yield* Effect.all([handle.terminate(), handle.terminate(), handle.terminate()], { concurrency: "unbounded" })
+        const outcome = yield* h.executor.awaitCompletion(jobId)
+        expect(outcome.returnCode, "the engine counts our terminate of a Starting job as its abort or a start failure").not.toBe(0)
+        expect(outcome.exit).toEqual({ code: null, signal: null, oomKilled: false, lost: false })
+        expect(scontrolJob(slurmId)).toContain("JobState=CANCELLED")
+        // a pending job cannot be signalled (scancel --signal would retry until its timeout): one plain cancel, once
+        const cancels = bin.calls().filter((c) => c.startsWith("scancel ") && c.endsWith(` ${slurmId}`))
+        expect(cancels).toEqual([`scancel ${slurmId}`])
+      }))
+  }, 90_000)
 })
