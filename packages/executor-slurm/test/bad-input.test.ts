@@ -8,7 +8,7 @@ import * as fs from "node:fs"
 import * as path from "node:path"
 import { afterAll, describe, expect, it } from "vitest"
 import { createSlurmExecutor, SlurmJobLauncher } from "../src/index.js"
-import { baseOptions, liveJobsNamed, slurmConf, slurmReady, tempDir } from "./helpers.js"
+import { baseOptions, countingSlurmBin, liveJobsNamed, slurmConf, slurmReady, tempDir } from "./helpers.js"
 
 const ready = slurmReady("bad-input.test.ts")
 const root = tempDir("flexec-slurm-bad-")
@@ -96,4 +96,32 @@ describe.skipIf(!ready)("slurm bad input [needs a Slurm cluster: skipped without
       await executor.close()
     }
   })
+
+  it("an sbatch that submitted but did not answer in time: BackendUnavailable, and the job it queued is cancelled", async () => {
+    const instanceId = `bad-${run}-5`
+    const workspace = fs.mkdtempSync(path.join(root, "ws-"))
+    // an sbatch that reaches the controller, then hangs past the command timeout
+    const bin = countingSlurmBin(root)
+    const real = fs.readFileSync(path.join(bin.dir, "sbatch"), "utf8").split("\n").find((l) => l.startsWith("exec "))!.slice(5)
+    fs.writeFileSync(path.join(bin.dir, "sbatch"), `#!/bin/sh\n${real} "$@"\nsleep 30\n`, { mode: 0o755 })
+    const executor = await createSlurmExecutor({
+      ...baseOptions,
+      slurmBin: bin.dir,
+      commandTimeoutMs: 3_000,
+      sbatchArgs: ["--begin=now+3600"],
+      client: mockClient(),
+      runtimeDir: path.join(root, "rt-slow"),
+      instanceId
+    })
+    try {
+      const job = await Effect.runPromise(deployJob({ workspace, jobId: "job-t", clientName: mockClient().clientName, fixture: "exit-with", args: [0] }))
+      const e = await rejection(executor.startApp({ jobId: "job-t", jobMeta: job.meta, args: { workspace, set: job.set } }))
+      expect(e._tag).toBe("BackendUnavailable")
+      expect(String(e.detail)).toMatch(/sbatch .*: no answer within 3000 ms/)
+      expect(liveJobsNamed(`flexec.${instanceId}.job-t`), "the job the slow sbatch queued").toEqual([])
+      expect(bin.calls().some((c) => c.startsWith("scancel "))).toBe(true)
+    } finally {
+      await executor.close()
+    }
+  }, 60_000)
 })
