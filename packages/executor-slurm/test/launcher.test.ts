@@ -143,16 +143,16 @@ describe.skipIf(!ready)("slurm launcher on the cluster [needs a Slurm cluster: s
         yield* Effect.forEach(more, (jobId) => h.waitEvent("Started", jobId), { discard: true })
         const six = yield* measure
         const ticks = (m: { ms: number }) => m.ms / intervalMs
-        for (const m of [one, six]) {
-          // the poller sleeps an interval, then asks: at most one call per interval, and not much fewer
-          expect(m.calls).toBeLessThanOrEqual(Math.ceil(ticks(m)) + 1)
-          expect(m.calls).toBeGreaterThanOrEqual(Math.floor(ticks(m) * 0.5))
+        for (const [m, n] of [[one, 1], [six, 6]] as const) {
+          // the poller sleeps an interval, then asks: at most one call per interval whatever the number of
+          // jobs (a call per job would be 6 per interval with 6 jobs), and not much fewer (a slow squeue on
+          // a loaded machine stretches a tick)
+          expect(m.calls, `${n} job(s): ${m.calls} calls in ${m.ms} ms`).toBeLessThanOrEqual(Math.ceil(ticks(m)) + 1)
+          expect(m.calls, `${n} job(s): ${m.calls} calls in ${m.ms} ms`).toBeGreaterThanOrEqual(Math.floor(ticks(m) * 0.4))
         }
-        expect(Math.abs(six.calls - one.calls), `1 job: ${one.calls} calls, 6 jobs: ${six.calls} calls`).toBeLessThanOrEqual(3)
-        // the last call asked for all six at once
-        const ids = [first, ...more].map((jobId) => String(h.handles.get(jobId)?.info?.slurmJobId))
-        const last = polls().at(-1)!.split(" ")[5]!.split(",")
-        expect(new Set(last)).toEqual(new Set(ids))
+        // each call of the second window asked for all six at once
+        const ids = new Set([first, ...more].map((jobId) => String(h.handles.get(jobId)?.info?.slurmJobId)))
+        for (const call of polls().slice(-six.calls)) expect(new Set(call.split(" ")[5]!.split(","))).toEqual(ids)
       })), 90_000)
 
   it("a pending job (held by the site's --begin) is cancelled (never signalled), once however often terminate is called", () => {
