@@ -23,7 +23,7 @@ import type {
   RecoveredJob,
   TerminateOptions
 } from "./internal/core.js"
-import { isTerminal, parseQueue } from "./internal/exit.js"
+import { isPending, isTerminal, parseQueue } from "./internal/exit.js"
 import { tailLog } from "./internal/logTail.js"
 import { makePoller } from "./internal/poller.js"
 import type { Poller, Watch } from "./internal/poller.js"
@@ -441,7 +441,13 @@ const makeWith = (resolved: Resolved, cluster: ClusterConfig | undefined, proble
           })
       )
 
-      const logs = yield* tailLog({ file: logFile, offset, ended: () => Option.isSome(watch.exit) })
+      const logs = yield* tailLog({
+        file: logFile,
+        offset,
+        ended: () => Option.isSome(watch.exit),
+        // a queued job writes nothing: its file is not polled until the poller sees it leave the queue
+        mayWrite: () => watch.state === undefined || !isPending(watch.state)
+      })
       const scope = yield* Effect.scope
       return yield* makeHandle(cli, poller, {
         jobId,

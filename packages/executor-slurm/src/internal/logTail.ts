@@ -27,6 +27,8 @@ export interface TailOptions {
   readonly offset: number
   /** True once the job has ended: the next read to the end of the file is the last. */
   readonly ended: () => boolean
+  /** False while the job is known not to run yet (pending): the file is not read then. */
+  readonly mayWrite: () => boolean
 }
 
 /**
@@ -110,7 +112,7 @@ export const tailLog = (options: TailOptions): Effect.Effect<Stream.Stream<LogLi
 
     const loop = Effect.gen(function* () {
       while (!options.ended()) {
-        yield* Effect.sync(readAvailable)
+        if (options.mayWrite()) yield* Effect.sync(readAvailable)
         yield* Effect.sleep(readInterval)
       }
     }).pipe(Effect.ensuring(finish))
