@@ -6,7 +6,7 @@
  */
 import { Message } from "@flexec/core"
 import { makeConformanceContext, processesOfRun, runConformanceTest } from "@flexec/testing"
-import { Effect } from "effect"
+import { Chunk, Effect, Fiber, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -179,4 +179,22 @@ describe.skipIf(!ready)("slurm launcher on the cluster [needs a Slurm cluster: s
         expect(cancels).toEqual([`scancel ${slurmId}`])
       }))
   }, 90_000)
+
+  it("the job's stdout and stderr reach log.txt and handle.logs, in order; the stream ends once the job ended and the file is drained", () =>
+    runConformanceTest(
+      common,
+      (h) =>
+        Effect.gen(function* () {
+          const jobId = yield* h.start("exit-with", [0])
+          yield* h.until("the job's handle", () => h.handles.has(jobId))
+          const collected = yield* Stream.runCollect(h.handles.get(jobId)!.logs!).pipe(Effect.fork)
+          expect((yield* h.executor.awaitCompletion(jobId)).returnCode).toBe(0)
+          const lines = Chunk.toArray(yield* Fiber.join(collected).pipe(Effect.timeout("10 seconds"))).map((l) => l.line)
+          const ours = lines.filter((l) => /^(line-\d|err-line)$/.test(l))
+          expect(ours).toEqual(["line-1", "line-2", "line-3", "err-line"])
+          const file = fs.readFileSync(path.join(h.workspace, jobId, "log.txt"), "utf8").split("\n")
+          expect(file.filter((l) => /^(line-\d|err-line)$/.test(l))).toEqual(ours)
+        }),
+      { executorOptions: { command: ["/bin/sh", "-c", 'for i in 1 2 3; do echo line-$i; done; echo err-line >&2; exec "$1" "$0"', "{appDir}/main.js", process.execPath] } }
+    ), 90_000)
 })
