@@ -11,8 +11,11 @@ import { createSlurmExecutor, SlurmJobLauncher } from "../src/index.js"
 import { baseOptions, countingSlurmBin, liveJobsNamed, slurmConf, slurmReady, tempDir } from "./helpers.js"
 
 const ready = slurmReady("bad-input.test.ts")
-const root = tempDir("flexec-slurm-bad-")
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }))
+// made only when the tests run (skipped files leave nothing in the temp dir)
+const root = ready ? tempDir("flexec-slurm-bad-") : ""
+afterAll(() => {
+  if (root !== "") fs.rmSync(root, { recursive: true, force: true })
+})
 const run = `${process.pid.toString(36)}${Date.now().toString(36)}`
 
 const rejection = async (promise: Promise<unknown>): Promise<Record<string, unknown>> => {

@@ -8,7 +8,7 @@ import { conformanceSuite } from "@flexec/testing"
 import { Effect } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { afterAll, describe, expect, it } from "vitest"
+import { describe, expect, it } from "vitest"
 import { SlurmJobLauncher } from "../src/index.js"
 import { baseOptions, liveJobsNamed, slurmReady } from "./helpers.js"
 
@@ -19,6 +19,11 @@ const leftBehind: Array<string> = []
 const entriesOf = (dir: string): ReadonlyArray<string> => (fs.existsSync(dir) ? fs.readdirSync(dir).map((f) => path.join(dir, f)) : [])
 
 describe.skipIf(!ready)("slurm conformance [needs a Slurm cluster: skipped without one, fails under FLEXEC_REQUIRE_SLURM=1]", () => {
+  // the suite reads the launcher's capabilities while it registers its groups: only with a cluster
+  if (!ready) {
+    it.skip("the conformance suite [skipped: no Slurm cluster]", () => undefined)
+    return
+  }
   const common = conformanceSuite({
     name: "slurm",
     makeLauncher: ({ runtimeDir }) =>
@@ -51,4 +56,3 @@ describe.skipIf(!ready)("slurm conformance [needs a Slurm cluster: skipped witho
   })
 })
 
-afterAll(() => undefined)

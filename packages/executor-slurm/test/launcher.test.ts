@@ -15,8 +15,11 @@ import { SlurmJobLauncher } from "../src/index.js"
 import { baseOptions, countingSlurmBin, environOf, isDead, slurmConf, slurmReady, tempDir } from "./helpers.js"
 
 const ready = slurmReady("launcher.test.ts")
-const root = tempDir("flexec-slurm-launcher-")
-afterAll(() => fs.rmSync(root, { recursive: true, force: true }))
+// made only when the tests run (skipped files leave nothing in the temp dir)
+const root = ready ? tempDir("flexec-slurm-launcher-") : ""
+afterAll(() => {
+  if (root !== "") fs.rmSync(root, { recursive: true, force: true })
+})
 
 const stat = (pid: number): ReadonlyArray<string> => {
   const text = fs.readFileSync(`/proc/${pid}/stat`, "latin1")
