@@ -12,6 +12,7 @@ import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
 import { ExitStatus } from "./internal/exitStatus.js"
+import { slurmChecks } from "./internal/slurm.js"
 import { verboseOption } from "./RunCommand.js"
 import { runForOutput } from "./internal/platform.js"
 
@@ -135,8 +136,8 @@ const caCheck = (): Check => {
 
 /** Every check, in the order they are printed. */
 export const doctorChecks = Effect.gen(function* () {
-  const [docker, gpus] = yield* Effect.all([dockerCheck, gpuCheck], { concurrency: 2 })
-  return [nodeCheck(), docker, gpus, runtimeCheck(), caCheck()] as ReadonlyArray<Check>
+  const [docker, gpus, slurm] = yield* Effect.all([dockerCheck, gpuCheck, slurmChecks], { concurrency: 3 })
+  return [nodeCheck(), docker, ...slurm, gpus, runtimeCheck(), caCheck()] as ReadonlyArray<Check>
 })
 
 /** The report as text; one line per check, and its fix under it. */
@@ -156,4 +157,4 @@ export const doctorCommand = CliCommand.make("doctor", { verbose: verboseOption 
     )
     yield* Ref.set(yield* ExitStatus, failed ? 1 : 0)
   })
-).pipe(CliCommand.withDescription("Show what this machine offers flexec (Node, Docker, GPUs, runtime dir, CA certificates) and how to fix problems."))
+).pipe(CliCommand.withDescription("Show what this machine offers flexec (Node, Docker, Slurm, GPUs, runtime dir, CA certificates) and how to fix problems."))

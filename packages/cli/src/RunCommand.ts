@@ -17,6 +17,7 @@ import type { JobFolder } from "./internal/deploy.js"
 import { CliError, ExitCode } from "./internal/errors.js"
 import { ExitStatus } from "./internal/exitStatus.js"
 import { onOutputGone, outputGone, writeOut } from "./internal/output.js"
+import { slurmLauncher } from "./internal/slurm.js"
 import { followFile } from "./internal/tail.js"
 import { makeView } from "./internal/view.js"
 import type { ViewMode } from "./internal/view.js"
@@ -24,7 +25,7 @@ import type { ViewMode } from "./internal/view.js"
 /** The parsed arguments of `flexec run`. */
 export interface RunArgs {
   readonly jobDir: string
-  readonly backend: "process" | "docker"
+  readonly backend: "process" | "docker" | "slurm"
   readonly workspace: Option.Option<string>
   readonly site: string
   readonly image: Option.Option<string>
@@ -125,8 +126,10 @@ export const runJobFolder = (args: RunArgs) =>
       // The backend, wrapped to keep the job's handle (a second Ctrl-C terminates it at once) and
       // to say when SIGTERM and SIGKILL are sent.
       const handle = yield* Ref.make(Option.none<JobHandle>())
-      const backend = args.backend === "docker"
+      const backend: JobLauncher = args.backend === "docker"
         ? makeDockerLauncher(Option.match(args.image, { onNone: () => ({}), onSome: (image) => ({ image }) }))
+        : args.backend === "slurm"
+        ? yield* slurmLauncher()
         : ProcessJobLauncher.make({})
       const announce = (h: JobHandle, defaultKillAfter: Duration.DurationInput): JobHandle => {
         let terminated = false
@@ -293,9 +296,9 @@ export const runCommand = Command.make(
     jobDir: Args.text({ name: "job-dir" }).pipe(
       Args.withDescription("The job folder: meta.json (the job's metadata) and app/ (its code: main.js, main.mjs or main.py).")
     ),
-    backend: Options.choice("backend", ["process", "docker"]).pipe(
+    backend: Options.choice("backend", ["process", "docker", "slurm"]).pipe(
       Options.withDefault("process" as const),
-      Options.withDescription("Where the job runs: a child process, or a Docker container.")
+      Options.withDescription("Where the job runs: a child process, a Docker container, or a Slurm batch job (SLURM_CONF from the environment; the job runs on this host).")
     ),
     workspace: Options.text("workspace").pipe(
       Options.optional,

@@ -1,0 +1,27 @@
+/**
+ * Everything this package takes from `@flexec/core`, in one place.
+ *
+ * @internal
+ */
+export {
+  BackendUnavailable,
+  decodeJobId,
+  defaultRuntimeDir,
+  InvalidJobMeta,
+  JobId,
+  LaunchFailed,
+  launcherSpecFor,
+  resourceSpecFor
+} from "@flexec/core"
+export type {
+  Capabilities,
+  ExecutorOptions,
+  JobExit,
+  JobHandle,
+  JobLauncher,
+  JobMeta,
+  LaunchRequest,
+  LogLine,
+  RecoveredJob,
+  TerminateOptions
+} from "@flexec/core"
