@@ -36,7 +36,7 @@ export type Entry = (typeof entries)[number]
  * Node runs `main.js` / `main.mjs` (`node` in a container, this Node for the
  * process backend), Python 3 runs `main.py`.
  */
-export const commandFor = (entry: Entry, backend: "process" | "docker"): ReadonlyArray<string> =>
+export const commandFor = (entry: Entry, backend: "process" | "docker" | "slurm"): ReadonlyArray<string> =>
   entry === "main.py"
     ? ["python3", `{appDir}/${entry}`]
     : [backend === "docker" ? "node" : process.execPath, `{appDir}/${entry}`]
