@@ -86,6 +86,22 @@ describe.skipIf(registryProblem !== undefined && !registryRequired)("a consumer 
     expect(effect.version).toMatch(/^3\./)
   })
 
+  it("npm refuses effect 4 beside @flexec/core, naming the peer range (effect ^3.22.4)", () => {
+    const dir = path.join(root, "effect4")
+    fs.mkdirSync(dir)
+    fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "flexec-effect4", private: true, version: "0.0.0" }))
+    const core = fs.readdirSync(path.join(root, "tarballs")).find((f) => f.startsWith("flexec-core-"))!
+    let output = ""
+    try {
+      run("npm", ["install", "--no-package-lock", path.join(root, "tarballs", core), "effect@4"], dir)
+    } catch (error) {
+      const e = error as { stdout?: string; stderr?: string }
+      output = `${e.stdout ?? ""}${e.stderr ?? ""}`
+    }
+    expect(output).toContain("ERESOLVE")
+    expect(output).toContain('peer effect@"^3.22.4" from @flexec/core')
+  })
+
   it.each(entries)("requires and imports %s", (entry) => {
     const loaded = { cjs: -1, esm: -1 }
     loaded.cjs = Number(run(process.execPath, ["-e", `console.log(Object.keys(require(${JSON.stringify(entry)})).length)`], consumer).trim())
