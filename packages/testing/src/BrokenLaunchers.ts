@@ -88,10 +88,10 @@ export const brokenCall = <L extends JobLauncher>(launcher: L, call: BrokenCall,
 }
 
 /**
- * `launcher` whose `wait` hangs once a terminate was sent (before that it is the
- * real wait): a backend that loses track of a job it was asked to stop.
+ * Handles whose `wait` is the real one until a terminate was sent, and then
+ * `broken` (also for a wait already under way when the terminate came).
  */
-export const waitHangsAfterTerminate = <L extends JobLauncher>(launcher: L): L =>
+const waitBreaksAfterTerminate = <L extends JobLauncher>(launcher: L, broken: Effect.Effect<never, BackendUnavailable>): L =>
   mapHandles(launcher, (h) => {
     let terminated = false
     return {
@@ -101,10 +101,15 @@ export const waitHangsAfterTerminate = <L extends JobLauncher>(launcher: L): L =
           terminated = true
           return h.terminate(options)
         }),
-      // the real wait, then no answer if a terminate came meanwhile
-      wait: Effect.flatMap(h.wait, (exit) => (terminated ? Effect.never : Effect.succeed(exit)))
+      wait: Effect.suspend(() => (terminated ? broken : Effect.flatMap(h.wait, (exit) => (terminated ? broken : Effect.succeed(exit)))))
     }
   })
+
+/**
+ * `launcher` whose `wait` hangs once a terminate was sent (before that it is the
+ * real wait): a backend that loses track of a job it was asked to stop.
+ */
+export const waitHangsAfterTerminate = <L extends JobLauncher>(launcher: L): L => waitBreaksAfterTerminate(launcher, Effect.never)
 
 /**
  * `launcher` whose `wait` fails with `BackendUnavailable` once a terminate was
@@ -112,19 +117,10 @@ export const waitHangsAfterTerminate = <L extends JobLauncher>(launcher: L): L =
  * whose service went away while a job was being stopped.
  */
 export const waitUnavailableAfterTerminate = <L extends JobLauncher>(launcher: L): L =>
-  mapHandles(launcher, (h) => {
-    let terminated = false
-    const unavailable = Effect.suspend(() => Effect.fail(new BackendUnavailable({ backend: launcher.name, detail: "broken on purpose: gone after the terminate" })))
-    return {
-      ...h,
-      terminate: (options?: Parameters<JobHandle["terminate"]>[0]) =>
-        Effect.suspend(() => {
-          terminated = true
-          return h.terminate(options)
-        }),
-      wait: Effect.suspend(() => (terminated ? unavailable : Effect.flatMap(h.wait, (exit) => (terminated ? unavailable : Effect.succeed(exit)))))
-    }
-  })
+  waitBreaksAfterTerminate(
+    launcher,
+    Effect.suspend(() => Effect.fail(new BackendUnavailable({ backend: launcher.name, detail: "broken on purpose: gone after the terminate" })))
+  )
 
 /**
  * `launcher` whose launch succeeds without a handle: it returns `value`
