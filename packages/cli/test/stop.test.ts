@@ -204,7 +204,7 @@ runJob({ run: (ctx) => new Promise((resolve) => {
 `)
     temps.push(path.dirname(job))
     for (const noColor of [false, true]) {
-      const t = session("tty", `${noColor ? "NO_COLOR=1 " : ""}exec node ${bin} run ${job} --grace 5`)
+      const t = session("tty", `${noColor ? "NO_COLOR=1 " : "unset NO_COLOR FORCE_COLOR; "}exec node ${bin} run ${job} --grace 5`)
       try {
         await waitUntil(() => /tty-job: started\s+training: round=7 loss=0\.5/.test(t.screen()), 30_000, () => `the status line with the stats:\n${t.screen()}`)
         const withEscapes = tmux(t.socket, "capture-pane", "-p", "-e", "-t", "tty")
