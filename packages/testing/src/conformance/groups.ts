@@ -14,7 +14,7 @@ import { describe, expect, it } from "../internal/vitest.js"
 import { fixtureFacts } from "../fixtures.js"
 import { MockResourceManager, mockClient } from "../mocks.js"
 import type { ConformanceContext, ConformanceOptions, Harness, HarnessOptions, LauncherContext } from "./harness.js"
-import { buildLauncher, makeContext, pollUntil, processesOfJob, runTest, testRunLabel, vitestTimeout } from "./harness.js"
+import { buildLauncher, makeContext, pollUntil, processesOfJob, runTest, SUITE_BACKEND_SLACK_MS, testRunLabel, vitestTimeout } from "./harness.js"
 import type { ConformanceFixture } from "./program.js"
 import {
   conformanceEchoFixture,
@@ -819,6 +819,7 @@ const orphanOf = (h: Harness, suffix: string, fixture: ConformanceFixture, args:
       graceMs: common.timeouts.graceMs,
       killTimeoutMs: common.timeouts.killTimeoutMs,
       startTimeoutMs: common.timeouts.startTimeoutMs,
+      backendSlackMs: SUITE_BACKEND_SLACK_MS,
       ...(common.workerCommand ? { command: common.workerCommand } : {}),
       ...common.executorOptions,
       labels: { ...common.executorOptions.labels, [testRunLabel]: common.runId }

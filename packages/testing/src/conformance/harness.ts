@@ -120,6 +120,13 @@ export interface ConformanceContext {
   readonly capabilities: () => Promise<Capabilities>
 }
 
+/**
+ * The suite executors' `backendSlackMs`: how long past the kill timeout a backend call may take before
+ * the engine gives up on it; short enough that a broken backend shows as its broken promise, not as the
+ * test's own timeout.
+ */
+export const SUITE_BACKEND_SLACK_MS = 3_000
+
 /** The label every job of a run carries. */
 export const testRunLabel = "flexec.test-run"
 
@@ -357,9 +364,7 @@ export const runTest = (
           startTimeoutMs: t.startTimeoutMs,
           queryTimeoutMs: 5_000,
           completionStepTimeoutMs: 5_000,
-          // how long past the kill timeout a backend call may take before the engine gives up on it:
-          // short enough that a broken backend shows as the broken promise, not as the test's timeout
-          backendSlackMs: 3_000,
+          backendSlackMs: SUITE_BACKEND_SLACK_MS,
           ...(common.workerCommand ? { command: common.workerCommand } : {}),
           ...common.executorOptions,
           ...options.executorOptions,
