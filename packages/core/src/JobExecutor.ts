@@ -508,17 +508,39 @@ export const makeJobExecutor = (
       })
 
     /**
-     * The backend's launch, checked: it runs disconnected (an abort's interruption returns at
-     * once even from a launch that ignores it: whatever such a launch acquires afterwards goes
-     * to the job's scope, closed by then, so it is released as it is acquired), and a handle
-     * the engine cannot supervise is `LaunchFailed` naming what it lacks (its terminate, where
-     * it has one, is called first, bounded).
+     * The backend's launch, on a fiber of its own. An abort's interruption waits for that fiber
+     * to end, at most `backendSlack`: a launch's uninterruptible steps (an `acquireRelease`'s
+     * acquire: a spawn, a pid file) finish and register their release in the job's scope while
+     * it is still open, so the scope's close, before `Completed`, releases them. A launch still
+     * running after `backendSlack` is given up on (logged): whatever it acquires afterwards goes
+     * to the job's scope, closed by then, so it is released as it is acquired.
+     */
+    const interruptibleLaunch = <A, E>(entry: Entry, launch: Effect.Effect<A, E>): Effect.Effect<A, E> =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.flatMap(Effect.forkDaemon(Effect.interruptible(launch)), (fiber) =>
+          restore(Fiber.join(fiber)).pipe(
+            Effect.onInterrupt(() =>
+              Effect.flatMap(Effect.fiberId, (self) => Fiber.interruptAsFork(fiber, self)).pipe(
+                Effect.zipRight(Effect.interruptible(Fiber.await(fiber))),
+                Effect.timeout(backendSlack),
+                Effect.catchAll(() =>
+                  Effect.logError(
+                    `backend "${launcher.name}": job ${entry.jobId}: launch did not end within ${Duration.toMillis(backendSlack)} ms of its interruption; given up on`
+                  )
+                )
+              )
+            )
+          )
+        )
+      )
+
+    /**
+     * The backend's launch, checked: interrupted, it is waited for at most `backendSlack` (see
+     * `interruptibleLaunch`), and a handle the engine cannot supervise is `LaunchFailed` naming
+     * what it lacks (its terminate, where it has one, is called first, bounded).
      */
     const guardedLaunch = (entry: Entry, request: LaunchRequest): Effect.Effect<JobHandle, LaunchError> =>
-      Effect.suspend(() => launcher.launch(request)).pipe(
-        Scope.extend(entry.jobScope),
-        Effect.interruptible,
-        Effect.disconnect,
+      interruptibleLaunch(entry, Effect.suspend(() => launcher.launch(request)).pipe(Scope.extend(entry.jobScope))).pipe(
         Effect.flatMap((value: unknown) => {
           const problem = handleProblem(value)
           if (problem === undefined) return Effect.succeed(value as JobHandle)

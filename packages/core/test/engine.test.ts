@@ -241,6 +241,57 @@ describe("engine: abort", () => {
       expect(yield* executor.awaitCompletion("job-1")).toMatchObject({ returnCode: 9 })
       expect(frees).toEqual([{ resources: { gpu: [], slots: [1] }, token: "tok" }])
     }))
+
+  it.scoped("abort during a launch's uninterruptible acquire: its release has run when the abort returns and Completed is published", () =>
+    Effect.gen(function* () {
+      const steps: Array<string> = []
+      const memory = makeMemoryLauncher(() => "hang")
+      // a backend's acquireRelease whose acquire (a spawn, a pid file) takes 200 ms and cannot be interrupted
+      const launcher: typeof memory = {
+        ...memory,
+        launch: (request) =>
+          Effect.acquireRelease(
+            Effect.zipRight(Effect.sleep("200 millis"), Effect.sync(() => void steps.push("acquired"))),
+            () => Effect.sync(() => void steps.push("released"))
+          ).pipe(Effect.zipRight(memory.launch(request)))
+      }
+      const { workspace, executor, events } = yield* setup(() => "hang", { launcher, backendSlackMs: 1_000 })
+      deploy(workspace, "job-1")
+      const start = yield* Effect.fork(executor.startApp({ jobId: "job-1", args: { workspace } }))
+      while ((yield* executor.checkStatus("job-1")) === "not started") yield* tick
+      const abort = yield* Effect.fork(executor.abortApp("job-1"))
+      const completed = yield* Effect.fork(Effect.map(nextEvent(events, "Completed", "job-1"), () => [...steps]))
+      yield* adjustUntilDone(abort, "50 millis", 40)
+      // when the abort returns, the acquire has finished and its release has run: nothing of the launch outlives Completed
+      expect(steps).toEqual(["acquired", "released"])
+      expect(yield* Fiber.join(completed)).toEqual(["acquired", "released"])
+      const exit = yield* Fiber.await(start)
+      expect(Exit.isFailure(exit) && Exit.causeOption(exit).pipe(Option.map(String), Option.getOrElse(() => ""))).toContain("JobAborted")
+      expect(yield* executor.awaitCompletion("job-1")).toMatchObject({ returnCode: 9 })
+      expect(yield* executor.jobs).toEqual([])
+    }))
+
+  it.scoped("abort during a launch that ignores its interruption: the abort returns after backendSlackMs, Completed 9", () =>
+    Effect.gen(function* () {
+      const memory = makeMemoryLauncher(() => "hang")
+      let launched = 0
+      const launcher: typeof memory = {
+        ...memory,
+        launch: (request) => Effect.uninterruptible(Effect.zipRight(Effect.sleep("10 seconds"), Effect.tap(memory.launch(request), () => void launched++)))
+      }
+      const { workspace, executor } = yield* setup(() => "hang", { launcher, backendSlackMs: 1_000 })
+      deploy(workspace, "job-1")
+      const start = yield* Effect.fork(executor.startApp({ jobId: "job-1", args: { workspace } }))
+      while ((yield* executor.checkStatus("job-1")) === "not started") yield* tick
+      const abort = yield* Effect.fork(executor.abortApp("job-1"))
+      yield* TestClock.adjust("900 millis")
+      yield* tick
+      expect(Option.isNone(yield* Fiber.poll(abort))).toBe(true)
+      yield* adjustUntilDone(abort, "100 millis", 20)
+      expect(launched).toBe(0)
+      expect((yield* Effect.flip(Fiber.join(start)))._tag).toBe("JobAborted")
+      expect(yield* executor.awaitCompletion("job-1")).toMatchObject({ returnCode: 9 })
+    }))
 })
 
 describe("engine: outcomes", () => {

@@ -339,8 +339,12 @@ const launch = (options: ResolvedOptions, spawnTurn: Effect.Effect<void>) => (re
       if (!logExisted) fs.rmSync(request.paths.logFile, { force: true })
     })
 
+    // the spawn turn is waited for here, interruptibly, not in the (uninterruptible) acquire:
+    // a launch interrupted while it waits takes no turn, spawns nothing and leaves no log file
+    yield* Effect.onInterrupt(spawnTurn, () => forgetLog)
+
     const acquire = Effect.gen(function* () {
-      const running = yield* Effect.tapError(Effect.zipRight(spawnTurn, start), () => forgetLog)
+      const running = yield* Effect.tapError(start, () => forgetLog)
       const pidFile = yield* Effect.try({
         try: () => writePidFile(request.paths.runtimeDir, pidFileContent(running)),
         catch: (e) => failed(`cannot write the pid file under ${request.paths.runtimeDir}: ${messageOf(e)}`, e)
