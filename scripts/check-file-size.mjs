@@ -16,9 +16,9 @@ const ALLOWED = {
   "packages/core/src/worker/runtime.ts": 418,
   "packages/executor-docker/src/DockerJobLauncher.ts": 675,
   "packages/executor-process/src/ProcessJobLauncher.ts": 513,
-  "packages/executor-slurm/src/SlurmJobLauncher.ts": 557,
-  "packages/testing/src/conformance/groups.ts": 1129,
-  "packages/testing/src/conformance/harness.ts": 452
+  "packages/executor-slurm/src/SlurmJobLauncher.ts": 559,
+  "packages/testing/src/conformance/groups.ts": 1153,
+  "packages/testing/src/conformance/harness.ts": 454
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
