@@ -242,13 +242,15 @@ const makeHandle = (cli: SlurmCli, poller: Poller, params: HandleParams): Effect
     const terminate = (options?: TerminateOptions): Effect.Effect<void> =>
       Effect.flatMap(Ref.getAndSet(terminating, true), (already) => {
         if (already || known()) return Effect.void
-        const killAfter = Duration.decode(options?.killAfter ?? params.killTimeout)
+        const killAfter = Duration.toMillis(Duration.decode(options?.killAfter ?? params.killTimeout))
+        // the KILL is due killAfter after terminate was called, however long the TERM's scancel took
+        const due = Date.now() + killAfter
         // TERM to every process of the job (not setsid descendants: the cgroup-wide KILL below gets those)
         return signal(["--full", "--signal=TERM"]).pipe(
           Effect.flatMap((sent) =>
             sent
               ? params.fork(
-                Effect.sleep(killAfter).pipe(
+                Effect.suspend(() => Effect.sleep(Duration.millis(Math.max(0, due - Date.now())))).pipe(
                   Effect.zipRight(Effect.suspend(() => (known() ? Effect.void : Effect.asVoid(signal(["--batch", "--signal=KILL"])))))
                 )
               )
