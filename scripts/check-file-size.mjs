@@ -16,7 +16,7 @@ const ALLOWED = {
   "packages/core/src/worker/runtime.ts": 418,
   "packages/executor-docker/src/DockerJobLauncher.ts": 675,
   "packages/executor-process/src/ProcessJobLauncher.ts": 513,
-  "packages/executor-slurm/src/SlurmJobLauncher.ts": 559,
+  "packages/executor-slurm/src/SlurmJobLauncher.ts": 586,
   "packages/testing/src/conformance/groups.ts": 1153,
   "packages/testing/src/conformance/harness.ts": 454
 }

@@ -45,7 +45,10 @@ describe.skipIf(!ready)("slurm conformance [needs a Slurm cluster: skipped witho
       killTimeoutMs: 300,
       startTimeoutMs: 20_000,
       shortStartTimeoutMs: 2_500,
-      processGoneMs: 8_000
+      processGoneMs: 8_000,
+      // The KILL is sent at killAfter (launcher.test.ts times the scancel); its end is seen only after
+      // slurmstepd, slurmctld's COMPLETING and the next squeue tick, each slower on a loaded machine.
+      killSlackMs: 3_000
     }
   })
 
