@@ -24,7 +24,7 @@ import type {
   TerminateOptions
 } from "./internal/core.js"
 import { isPending, isTerminal, parseQueue } from "./internal/exit.js"
-import { tailLog } from "./internal/logTail.js"
+import { prepareOutputFile, tailLog } from "./internal/logTail.js"
 import { makePoller } from "./internal/poller.js"
 import type { Poller, Watch } from "./internal/poller.js"
 import { ensureWrapper, readRecords, removeRecord, writeRecord } from "./internal/record.js"
@@ -218,8 +218,8 @@ const makeHandle = (cli: SlurmCli, poller: Poller, params: HandleParams): Effect
      * (pending, or not yet on its node) cannot be signalled (scancel would retry
      * "Job can not be altered now" until its timeout): it is cancelled instead.
      */
-    const signal = (flags: ReadonlyArray<string>): Effect.Effect<boolean> =>
-      cli.run("scancel", isSignallable(watch.state) ? [...flags, slurmId] : [slurmId]).pipe(
+    const signal = (flags: ReadonlyArray<string>, state: string | undefined): Effect.Effect<boolean> =>
+      cli.run("scancel", isSignallable(state) ? [...flags, slurmId] : [slurmId]).pipe(
         Effect.as(true),
         Effect.catchAll((e) => {
           if (e.unavailable) {
@@ -239,23 +239,43 @@ const makeHandle = (cli: SlurmCli, poller: Poller, params: HandleParams): Effect
         })
       )
 
+    /**
+     * The job's state now: the poller's, when it says running; else asked once (a job whose worker has
+     * connected runs, though the poller's last tick may still have seen it queued).
+     */
+    const stateNow: Effect.Effect<string | undefined> = Effect.suspend(() =>
+      isSignallable(watch.state)
+        ? Effect.succeed(watch.state)
+        : cli.run("squeue", ["-h", "-t", "all", "-j", slurmId, "-O", "State"]).pipe(
+          Effect.map((out) => out.stdout.trim() || watch.state),
+          Effect.orElseSucceed(() => watch.state)
+        )
+    )
+
     const terminate = (options?: TerminateOptions): Effect.Effect<void> =>
       Effect.flatMap(Ref.getAndSet(terminating, true), (already) => {
         if (already || known()) return Effect.void
-        const killAfter = Duration.decode(options?.killAfter ?? params.killTimeout)
-        // TERM to every process of the job (not setsid descendants: the cgroup-wide KILL below gets those)
-        return signal(["--full", "--signal=TERM"]).pipe(
-          Effect.flatMap((sent) =>
-            sent
-              ? params.fork(
-                Effect.sleep(killAfter).pipe(
-                  Effect.zipRight(Effect.suspend(() => (known() ? Effect.void : Effect.asVoid(signal(["--batch", "--signal=KILL"])))))
+        const killAfter = Duration.toMillis(Duration.decode(options?.killAfter ?? params.killTimeout))
+        // the KILL is due killAfter after terminate was called, however long the TERM's scancel took
+        // (a job not running yet is cancelled instead: its KILL, for the race where it started meanwhile,
+        // comes killAfter after the cancel returned, so a cancel seen ending in time is the only call)
+        const due = Date.now() + killAfter
+        return Effect.flatMap(stateNow, (state) => {
+          const running = isSignallable(state)
+          // TERM to every process of the job (not setsid descendants: the cgroup-wide KILL below gets those)
+          return signal(["--full", "--signal=TERM"], state).pipe(
+            Effect.flatMap((sent) =>
+              sent
+                ? params.fork(
+                  Effect.suspend(() => Effect.sleep(Duration.millis(running ? Math.max(0, due - Date.now()) : killAfter))).pipe(
+                    Effect.zipRight(Effect.suspend(() => (known() ? Effect.void : Effect.flatMap(stateNow, (s) => (s !== undefined && isTerminal(s) ? Effect.void : Effect.asVoid(signal(["--batch", "--signal=KILL"], s)))))))
+                  )
                 )
-              )
-              : Ref.set(terminating, false) // the controller did not answer: a later terminate tries again
-          ),
-          Effect.asVoid
-        )
+                : Ref.set(terminating, false) // the controller did not answer: a later terminate tries again
+            ),
+            Effect.asVoid
+          )
+        })
       })
 
     const handle: JobHandle = {
@@ -353,20 +373,25 @@ const makeWith = (resolved: Resolved, cluster: ClusterConfig | undefined, proble
         try: () => ensureWrapper(runtimeDir),
         catch: (e) => failed(`cannot write the job wrapper under ${runtimeDir}: ${messageOf(e)}`, e)
       })
-      // The log: slurmstepd appends the job's output to it. Something planted there that is not a
-      // plain file of ours (a symlink, a FIFO, a hard link) is removed first; its target is never touched.
+      // slurmstepd appends the job's stdout to <log>.stdout and its stderr to <log>.stderr; the parent
+      // tails both, labels each line, and appends it to the job log. Something planted at one of these
+      // paths that is not a plain single-link file (a symlink, a FIFO, a hard link) is removed first;
+      // its target is never touched.
       const logFile = request.paths.logFile
-      const offset = yield* Effect.try({
-        try: () => {
-          const stat = fs.lstatSync(logFile, { throwIfNoEntry: false })
-          if (stat === undefined) return 0
-          if (stat.isFile() && stat.nlink === 1) return stat.size
-          if (stat.isDirectory()) throw new Error(`${logFile} is a directory`)
-          fs.unlinkSync(logFile)
-          return 0
-        },
-        catch: (e) => failed(`cannot prepare the job log ${logFile}: ${messageOf(e)}`, e)
-      })
+      const stdoutFile = `${logFile}.stdout`
+      const stderrFile = `${logFile}.stderr`
+      const prepare = (file: string) =>
+        Effect.try({ try: () => prepareOutputFile(file), catch: (e) => failed(`cannot prepare the job log ${file}: ${messageOf(e)}`, e) })
+      yield* prepare(logFile)
+      const stdoutOffset = yield* prepare(stdoutFile)
+      const stderrOffset = yield* prepare(stderrFile)
+      const sink = yield* Effect.acquireRelease(
+        Effect.try({
+          try: () => fs.openSync(logFile, fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW, 0o644),
+          catch: (e) => failed(`cannot open the job log ${logFile}: ${messageOf(e)}`, e)
+        }),
+        (fd) => Effect.sync(() => fs.closeSync(fd))
+      )
       const name = jobName(request.instanceId, jobId)
       const argv = sbatchArgv({
         spec: checked.spec,
@@ -374,7 +399,8 @@ const makeWith = (resolved: Resolved, cluster: ClusterConfig | undefined, proble
         defaultMemoryBytes: resolved.defaultMemoryBytes,
         allocatedGpus: request.gpus.length,
         jobDir,
-        logFile,
+        stdoutFile,
+        stderrFile,
         name,
         comment: jobComment({ ...request.labels, "flexec.instance": request.instanceId, "flexec.job": jobId }),
         wrapper,
@@ -442,8 +468,11 @@ const makeWith = (resolved: Resolved, cluster: ClusterConfig | undefined, proble
       )
 
       const logs = yield* tailLog({
-        file: logFile,
-        offset,
+        sources: [
+          { file: stdoutFile, offset: stdoutOffset, stream: "stdout" },
+          { file: stderrFile, offset: stderrOffset, stream: "stderr" }
+        ],
+        sink,
         ended: () => Option.isSome(watch.exit),
         // a queued job writes nothing: its file is not polled until the poller sees it leave the queue
         mayWrite: () => watch.state === undefined || !isPending(watch.state)

@@ -34,6 +34,9 @@ describe.skipIf(!ready)("slurm conformance [needs a Slurm cluster: skipped witho
             leftBehind.push(...entriesOf(path.join(runtimeDir, "slurm", "jobs")), ...entriesOf(path.join(runtimeDir, "ch")))
           })
       ),
+    // Slurm's documented additions on the node (sbatch and slurmstepd's output environment variables);
+    // SLURM_CONF is the site's, set by the backend (jobEnvironment). None carries a parent's value (the suite checks).
+    jobEnvAdditions: ["SLURM_*", "SLURMD_NODENAME", "SLURM_CONF", "ENVIRONMENT", "HOSTNAME", "PWD", "TMPDIR"],
     // sbatch → running takes up to the scheduler's tick (about 1 s here), and status comes every 200 ms
     timeouts: {
       testMs: 60_000,
@@ -42,7 +45,10 @@ describe.skipIf(!ready)("slurm conformance [needs a Slurm cluster: skipped witho
       killTimeoutMs: 300,
       startTimeoutMs: 20_000,
       shortStartTimeoutMs: 2_500,
-      processGoneMs: 8_000
+      processGoneMs: 8_000,
+      // The KILL is sent at killAfter (launcher.test.ts times the scancel); its end is seen only after
+      // slurmstepd, slurmctld's COMPLETING and the next squeue tick, each slower on a loaded machine.
+      killSlackMs: 3_000
     }
   })
 

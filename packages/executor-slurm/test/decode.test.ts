@@ -96,7 +96,8 @@ describe("the job's Slurm options", () => {
       defaultMemoryBytes: 1024 ** 3,
       allocatedGpus,
       jobDir: "/ws/j1",
-      logFile: "/ws/j1/log.txt",
+      stdoutFile: "/ws/j1/log.txt.stdout",
+      stderrFile: "/ws/j1/log.txt.stderr",
       name: "flexec.i.j1",
       comment: "flexec.instance=i;flexec.job=j1",
       wrapper: "/rt/slurm/flexec-exec.sh",
@@ -109,7 +110,8 @@ describe("the job's Slurm options", () => {
     expect(plain).toContain("--export=ALL")
     expect(plain).toContain("--parsable")
     expect(plain).toContain("--chdir=/ws/j1")
-    expect(plain).toContain("--output=/ws/j1/log.txt")
+    expect(plain).toContain("--output=/ws/j1/log.txt.stdout")
+    expect(plain).toContain("--error=/ws/j1/log.txt.stderr")
     expect(plain).toContain("--partition=site-part")
     expect(plain).toContain("--account=fl")
     expect(plain.slice(-5)).toEqual(["/rt/slurm/flexec-exec.sh", "node", "main.js", "a b", "$HOME;x"])

@@ -50,16 +50,26 @@ const realClient = (name: string): string => {
   throw new Error(`${name} is not on the PATH`)
 }
 
-/** A `slurmBin` of wrapper scripts that log each call (`<dir>/calls.log`: one line per call, the command's name first) and exec the real client. */
-export const countingSlurmBin = (root: string): { readonly dir: string; readonly calls: () => ReadonlyArray<string> } => {
+/**
+ * A `slurmBin` of wrapper scripts that log each call (`<dir>/calls.log`: one line per call, the command's
+ * name first; `<dir>/timed.log`: the same lines led by the epoch milliseconds the call began) and exec the real client.
+ */
+export const countingSlurmBin = (root: string): {
+  readonly dir: string
+  readonly calls: () => ReadonlyArray<string>
+  readonly timed: () => ReadonlyArray<{ readonly at: number; readonly call: string }>
+} => {
   const dir = fs.mkdtempSync(path.join(root, "slurm-bin-"))
   const log = path.join(dir, "calls.log")
+  const timedLog = path.join(dir, "timed.log")
   for (const name of ["sbatch", "squeue", "scancel", "scontrol"]) {
-    fs.writeFileSync(path.join(dir, name), `#!/bin/sh\necho "${name} $*" >> '${log}'\nexec '${realClient(name)}' "$@"\n`, { mode: 0o755 })
+    fs.writeFileSync(path.join(dir, name), `#!/bin/sh\necho "$(date +%s%3N) ${name} $*" >> '${timedLog}'\necho "${name} $*" >> '${log}'\nexec '${realClient(name)}' "$@"\n`, { mode: 0o755 })
   }
+  const linesOf = (file: string) => (fs.existsSync(file) ? fs.readFileSync(file, "utf8").split("\n").filter((l) => l.length > 0) : [])
   return {
     dir,
-    calls: () => (fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").filter((l) => l.length > 0) : [])
+    calls: () => linesOf(log),
+    timed: () => linesOf(timedLog).map((l) => ({ at: Number(l.slice(0, l.indexOf(" "))), call: l.slice(l.indexOf(" ") + 1) }))
   }
 }
 

@@ -6,7 +6,7 @@
  */
 import { Message } from "@flexec/core"
 import { makeConformanceContext, processesOfRun, runConformanceTest } from "@flexec/testing"
-import { Chunk, Effect, Fiber, Stream } from "effect"
+import { Chunk, Duration, Effect, Fiber, Stream } from "effect"
 import { execFileSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -32,7 +32,7 @@ const scontrolJob = (slurmId: string): string =>
   execFileSync("scontrol", ["-o", "show", "job", slurmId], { encoding: "utf8", env: { ...process.env, SLURM_CONF: slurmConf } })
 
 describe.skipIf(!ready)("slurm launcher on the cluster [needs a Slurm cluster: skipped without one, fails under FLEXEC_REQUIRE_SLURM=1]", () => {
-  const bin = ready ? countingSlurmBin(root) : { dir: "", calls: () => [] }
+  const bin = ready ? countingSlurmBin(root) : { dir: "", calls: () => [], timed: () => [] }
   const common = makeConformanceContext({
     name: "slurm-launcher",
     makeLauncher: ({ runtimeDir }) => SlurmJobLauncher.makeEffect({ ...baseOptions, slurmBin: bin.dir, runtimeDir, killTimeoutMs: 300 }),
@@ -158,6 +158,27 @@ describe.skipIf(!ready)("slurm launcher on the cluster [needs a Slurm cluster: s
         for (const call of polls().slice(-six.calls)) expect(new Set(call.split(" ")[5]!.split(","))).toEqual(ids)
       })), 90_000)
 
+  it("terminate({ killAfter }) of a running job that ignores SIGTERM: the TERM at once, the cgroup-wide KILL at killAfter (not later), then its end", () =>
+    runConformanceTest(common, (h) =>
+      Effect.gen(function* () {
+        const jobId = yield* h.start("ignore-abort")
+        yield* h.waitEvent("Started", jobId)
+        const handle = h.handles.get(jobId)!
+        const slurmId = String(handle.info?.slurmJobId)
+        const killAfter = 1500
+        const t0 = Date.now()
+        yield* handle.terminate({ killAfter: Duration.millis(killAfter) })
+        const exit = yield* handle.wait
+        expect(exit).toEqual({ code: null, signal: "SIGKILL", oomKilled: false, lost: false })
+        const mine = bin.timed().filter((c) => c.call.startsWith("scancel ") && c.call.endsWith(` ${slurmId}`) && c.at >= t0)
+        expect(mine.map((c) => c.call)).toEqual([`scancel --full --signal=TERM ${slurmId}`, `scancel --batch --signal=KILL ${slurmId}`])
+        // the KILL's scancel began at killAfter after the call (the shim logs when it starts: the process spawn's
+        // latency on a loaded machine is all that may come on top), never before
+        const killAt = mine[1]!.at - t0
+        expect(killAt, `the KILL was sent ${killAt} ms after terminate({ killAfter: ${killAfter} })`).toBeGreaterThanOrEqual(killAfter - 5)
+        expect(killAt, `the KILL was sent ${killAt} ms after terminate({ killAfter: ${killAfter} })`).toBeLessThan(killAfter + 1000)
+      })), 90_000)
+
   it("a pending job (held by the site's --begin) is cancelled (never signalled), once however often terminate is called", () => {
     const held = makeConformanceContext({
       name: "slurm-held",
@@ -183,7 +204,7 @@ describe.skipIf(!ready)("slurm launcher on the cluster [needs a Slurm cluster: s
       }))
   }, 90_000)
 
-  it("the job's stdout and stderr reach log.txt and handle.logs, in order; the stream ends once the job ended and the file is drained", () =>
+  it("the job's stdout and stderr reach log.txt and handle.logs, in order and labelled; the stream ends once the job ended and the file is drained", () =>
     runConformanceTest(
       common,
       (h) =>
@@ -192,9 +213,12 @@ describe.skipIf(!ready)("slurm launcher on the cluster [needs a Slurm cluster: s
           yield* h.until("the job's handle", () => h.handles.has(jobId))
           const collected = yield* Stream.runCollect(h.handles.get(jobId)!.logs!).pipe(Effect.fork)
           expect((yield* h.executor.awaitCompletion(jobId)).returnCode).toBe(0)
-          const lines = Chunk.toArray(yield* Fiber.join(collected).pipe(Effect.timeout("10 seconds"))).map((l) => l.line)
+          const got = Chunk.toArray(yield* Fiber.join(collected).pipe(Effect.timeout("10 seconds")))
+          const lines = got.map((l) => l.line)
           const ours = lines.filter((l) => /^(line-\d|err-line)$/.test(l))
           expect(ours).toEqual(["line-1", "line-2", "line-3", "err-line"])
+          // each line carries the stream the job wrote it to
+          expect(got.filter((l) => /^(line-\d|err-line)$/.test(l.line)).map((l) => l.stream)).toEqual(["stdout", "stdout", "stdout", "stderr"])
           const file = fs.readFileSync(path.join(h.workspace, jobId, "log.txt"), "utf8").split("\n")
           expect(file.filter((l) => /^(line-\d|err-line)$/.test(l))).toEqual(ours)
         }),

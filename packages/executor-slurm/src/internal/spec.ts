@@ -173,7 +173,10 @@ export interface SbatchInput {
   /** GPUs the resource manager allocated (used when the job names no `num_of_gpus`). */
   readonly allocatedGpus: number
   readonly jobDir: string
-  readonly logFile: string
+  /** `--output`: the job's stdout. */
+  readonly stdoutFile: string
+  /** `--error`: the job's stderr. */
+  readonly stderrFile: string
   readonly name: string
   readonly comment: string
   readonly wrapper: string
@@ -194,7 +197,8 @@ export const sbatchArgv = (input: SbatchInput): ReadonlyArray<string> => {
     "--parsable",
     "--export=ALL",
     `--chdir=${input.jobDir}`,
-    `--output=${input.logFile}`,
+    `--output=${input.stdoutFile}`,
+    `--error=${input.stderrFile}`,
     "--open-mode=append",
     `--job-name=${input.name}`,
     `--comment=${input.comment}`,

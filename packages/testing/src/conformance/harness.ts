@@ -87,7 +87,9 @@ export interface ConformanceOptions {
   /**
    * Variables the backend documents adding to a job's environment beyond the
    * request's `env` (besides `CUDA_VISIBLE_DEVICES`, `NODE_PATH`, `NODE_OPTIONS`,
-   * which any backend may add), e.g. Docker's `HOSTNAME`.
+   * which any backend may add), e.g. Docker's `HOSTNAME`. An entry ending in `*`
+   * is a prefix (`"SLURM_*"`: every variable whose name starts with `SLURM_`); a
+   * lone `"*"` matches nothing.
    */
   readonly jobEnvAdditions?: ReadonlyArray<string>
   /**
