@@ -14,6 +14,9 @@ import { afterAll, describe, expect, it } from "vitest"
 import { bin, makeJobFolder, startCli, waitUntil, within } from "./helpers.js"
 import type { Cli } from "./helpers.js"
 
+/** A word for a POSIX shell: the checkout may sit under a path with blanks in it. */
+const q = (word: string): string => `'${word.replaceAll("'", "'\\''")}'`
+
 const temps: Array<string> = []
 const pids: Array<number> = []
 afterAll(() => {
@@ -105,7 +108,7 @@ describe("flexec run stops its job whatever ends it", () => {
     const job = makeJobFolder("stop-job", abortableJob)
     temps.push(path.dirname(job))
     const statusFile = path.join(path.dirname(job), "status")
-    const out = spawnSync("bash", ["-c", `node ${bin} run ${job} | head -n 3; echo "\${PIPESTATUS[0]}" > ${statusFile}`], { encoding: "utf8", timeout: 60_000 })
+    const out = spawnSync("bash", ["-c", `node ${q(bin)} run ${q(job)} | head -n 3; echo "\${PIPESTATUS[0]}" > ${q(statusFile)}`], { encoding: "utf8", timeout: 60_000 })
     expect(out.stdout.split("\n").filter((l) => l !== "")).toHaveLength(3)
     expect(fs.readFileSync(statusFile, "utf8").trim()).toBe("9")
     expect(out.stderr).toBe("")
@@ -124,6 +127,7 @@ describe("flexec run stops its job whatever ends it", () => {
 })
 
 const hasTmux = spawnSync("tmux", ["-V"]).status === 0
+
 
 /** Runs `shellCommand` in a detached tmux session (a real terminal) of its own server socket. */
 const tmux = (socket: string, ...args: ReadonlyArray<string>) => execFileSync("tmux", ["-S", socket, ...args], { encoding: "utf8" })
@@ -146,7 +150,7 @@ describe.skipIf(!hasTmux)("flexec run in a real terminal (tmux) [skipped without
     temps.push(path.dirname(job))
     const ws = fs.mkdtempSync(path.join(os.tmpdir(), "flexec-tmux-ws-"))
     temps.push(ws)
-    const t = session("hup", `exec node ${bin} run ${job} --workspace ${ws}`)
+    const t = session("hup", `exec node ${q(bin)} run ${q(job)} --workspace ${q(ws)}`)
     try {
       await waitUntil(() => fs.existsSync(path.join(ws, "stop-job", "job.pid")) && t.screen().includes("working"), 30_000, () => `the job to work:\n${t.screen()}`)
       const jobPid = Number(fs.readFileSync(path.join(ws, "stop-job", "job.pid"), "utf8"))
@@ -174,7 +178,7 @@ describe.skipIf(!hasTmux)("flexec run in a real terminal (tmux) [skipped without
     const exitFile = path.join(ws, "..", `${path.basename(ws)}.exit.json`)
     temps.push(exitFile)
     const recorder = `process.on("SIGINT", () => {}); const c = require("node:child_process").spawn("npm", process.argv.slice(1), { stdio: "inherit" }); c.on("exit", (code, signal) => require("node:fs").writeFileSync(${JSON.stringify(exitFile)}, JSON.stringify({ code, signal })))`
-    const t = session("npm", `cd ${repo} && exec node -e '${recorder}' run flexec -- run ${job} --workspace ${ws} --grace 5`)
+    const t = session("npm", `cd ${q(repo)} && exec node -e ${q(recorder)} run flexec -- run ${q(job)} --workspace ${q(ws)} --grace 5`)
     try {
       await waitUntil(() => fs.existsSync(path.join(ws, "stop-job", "job.pid")) && t.screen().includes("working"), 60_000, () => `the job to work:\n${t.screen()}`)
       const jobPid = Number(fs.readFileSync(path.join(ws, "stop-job", "job.pid"), "utf8"))
@@ -204,7 +208,7 @@ runJob({ run: (ctx) => new Promise((resolve) => {
 `)
     temps.push(path.dirname(job))
     for (const noColor of [false, true]) {
-      const t = session("tty", `${noColor ? "NO_COLOR=1 " : "unset NO_COLOR FORCE_COLOR; "}exec node ${bin} run ${job} --grace 5`)
+      const t = session("tty", `${noColor ? "NO_COLOR=1 " : "unset NO_COLOR FORCE_COLOR; "}exec node ${q(bin)} run ${q(job)} --grace 5`)
       try {
         await waitUntil(() => /tty-job: started\s+training: round=7 loss=0\.5/.test(t.screen()), 30_000, () => `the status line with the stats:\n${t.screen()}`)
         const withEscapes = tmux(t.socket, "capture-pane", "-p", "-e", "-t", "tty")
