@@ -7,6 +7,7 @@
 import { Duration, Effect, Either, Option } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { waitUntil } from "@flexec/testing"
 import { afterAll, describe, expect, it } from "vitest"
 import { makeCli } from "../src/internal/cli.js"
 import { parseShowConfig } from "../src/internal/clusterConfig.js"
@@ -51,7 +52,8 @@ describe("the status poller", () => {
         bin.answer("11|RUNNING|0|\n12|PENDING|0|\n")
         const a = yield* poller.watch("11", "flexec.i.a")
         const b = yield* poller.watch("12", "flexec.i.b")
-        yield* Effect.sleep(100)
+        // the poller's first tick has asked squeue about both jobs (no sleep: wait for the call itself)
+        yield* Effect.promise(() => waitUntil("the poller's first squeue call", () => (fs.existsSync(path.join(bin.dir, "calls")) && bin.calls().length > 0 ? true : undefined), 5_000, 10))
         expect(Option.isNone(a.exit) && Option.isNone(b.exit)).toBe(true)
         expect(bin.calls().every((c) => c === "-h -t all -j 11,12 -O JobID:|,State:|,exit_code:|")).toBe(true)
         bin.answer("11|FAILED|1792|\n12|OUT_OF_MEMORY|253|\n")

@@ -4,6 +4,7 @@
 //   "exit"    process.exit(0)                 "throw"  an uncaught exception
 //   "reject"  an unhandled rejection          "wait"   waits (the test sends a signal)
 //   "own-handler"  waits, with a SIGTERM handler of its own that exits 3
+import { waitForStarted } from "@flexec/testing"
 import { createProcessExecutor } from "../../dist/index.js"
 
 const config = JSON.parse(process.argv[2])
@@ -17,11 +18,8 @@ const executor = await createProcessExecutor({
   ...(config.onParentExit !== undefined ? { onParentExit: config.onParentExit } : {})
 })
 await executor.startApp({ jobId: config.jobId, args: { workspace: config.workspace } })
-const deadline = Date.now() + 20_000
-while ((await executor.checkStatus(config.jobId)) !== "started") {
-  if (Date.now() > deadline) throw new Error("the job did not start")
-  await new Promise((resolve) => setTimeout(resolve, 20))
-}
+// waits on the executor's events, not a polling loop
+await waitForStarted(executor, config.jobId, 20_000)
 process.stdout.write("READY\n")
 switch (config.how) {
   case "exit":
