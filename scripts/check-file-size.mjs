@@ -9,9 +9,14 @@ import { fileURLToPath } from "node:url"
 
 const MAX_LINES = 400
 
+/** Files with a tighter limit of their own, and why. */
+const TIGHTER = {
+  // the engine's public module only assembles the parts in internal/engine/ (docs/ARCHITECTURE.md)
+  "packages/core/src/JobExecutor.ts": 200
+}
+
 /** Files over the limit when the check came in, with their size then (lines). */
 const ALLOWED = {
-  "packages/core/src/JobExecutor.ts": 1078,
   "packages/core/src/worker/link.ts": 541,
   "packages/core/src/worker/runtime.ts": 418,
   "packages/executor-docker/src/DockerJobLauncher.ts": 675,
@@ -46,6 +51,8 @@ for (const file of files.sort()) {
   const rel = path.relative(root, file).split(path.sep).join("/")
   const count = lines(file)
   const allowed = ALLOWED[rel]
+  const tighter = TIGHTER[rel]
+  if (tighter !== undefined && count > tighter) problems.push(`${rel}: ${count} lines, over its own limit of ${tighter}`)
   if (allowed === undefined) {
     if (count > MAX_LINES) problems.push(`${rel}: ${count} lines, over ${MAX_LINES} (split it by concept)`)
   } else if (count > allowed) {

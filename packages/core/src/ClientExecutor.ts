@@ -4,8 +4,8 @@
  *
  * @since 0.1.0
  */
-import { Context, Data } from "effect"
-import type { Duration, Effect, Scope, Queue, Stream } from "effect"
+import { Context, Data, Effect, Queue, Runtime } from "effect"
+import type { Duration, Exit, Scope, Stream } from "effect"
 import type {
   InvalidJobId,
   InvalidRequest,
@@ -22,6 +22,7 @@ import type { JobExit, LogLine } from "./JobLauncher.js"
 import type { Message, Payload } from "./Message.js"
 import type { Allocation, ResourceManager, ResourceManagerLike } from "./ResourceManager.js"
 import type { ClientStatus, StatusMessage } from "./Status.js"
+import { callSafely } from "./internal/listeners.js"
 
 /** How a job ended, after the engine classified its exit. */
 export interface JobOutcome {
@@ -163,3 +164,60 @@ export interface ClientExecutorService {
 
 /** The executor service tag. */
 export class ClientExecutor extends Context.Tag("@flexec/core/ClientExecutor")<ClientExecutor, ClientExecutorService>() {}
+
+/**
+ * The executor's hot operations with callbacks instead of fibers, for callers
+ * outside Effect (the Promise facade): a fiber per call is most of the cost of
+ * a small message. Each `done` gets the operation's exit once, maybe before the
+ * call returns. The engine's layer provides it beside `ClientExecutor`, as the
+ * implementation its Effect API wraps; `unsafeClientExecutorOf` derives it
+ * from any other `ClientExecutor`.
+ */
+export interface UnsafeClientExecutorService {
+  /** `sendToJob`, its exit to `done`. */
+  readonly unsafeSendToJob: (
+    params: SendToJobParams,
+    done: (exit: Exit.Exit<Message, RequestError | InvalidJobId>) => void
+  ) => void
+  /** `getStatus`, its exit to `done`. */
+  readonly unsafeGetStatus: (jobId: string, done: (exit: Exit.Exit<ClientStatus, InvalidJobId>) => void) => void
+  /**
+   * Calls `listener` with every event published from now on, as it is
+   * published, in the order every subscriber sees; the result removes it. A
+   * listener that throws is skipped.
+   */
+  readonly unsafeSubscribe: (listener: (event: ExecutorEvent) => void) => () => void
+}
+
+/** The tag of the executor's fiberless door (see `UnsafeClientExecutorService`). */
+export class UnsafeClientExecutor extends Context.Tag("@flexec/core/UnsafeClientExecutor")<
+  UnsafeClientExecutor,
+  UnsafeClientExecutorService
+>() {}
+
+/**
+ * The fiberless door of an executor that has none: each call runs the
+ * service's Effect, and one subscription (live once this returns, until the
+ * scope closes) hands events to the listeners.
+ */
+export const unsafeClientExecutorOf = (
+  service: ClientExecutorService
+): Effect.Effect<UnsafeClientExecutorService, never, Scope.Scope> =>
+  Effect.gen(function* () {
+    const runtime = yield* Effect.runtime<never>()
+    const listeners = new Set<(event: ExecutorEvent) => void>()
+    const queue = yield* service.subscribe
+    yield* Effect.forkScoped(
+      Effect.forever(Effect.map(Queue.take(queue), (event) => listeners.forEach((listener) => callSafely(listener, event))))
+    )
+    return {
+      unsafeSendToJob: (params, done) => Runtime.runCallback(runtime)(service.sendToJob(params), { onExit: done }),
+      unsafeGetStatus: (jobId, done) => Runtime.runCallback(runtime)(service.getStatus(jobId), { onExit: done }),
+      unsafeSubscribe: (listener) => {
+        listeners.add(listener)
+        return () => {
+          listeners.delete(listener)
+        }
+      }
+    } satisfies UnsafeClientExecutorService
+  })

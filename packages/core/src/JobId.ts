@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Effect, Schema } from "effect"
+import { Effect, Either, Schema } from "effect"
 import { InvalidClient, InvalidJobId } from "./Errors.js"
 
 /** The pattern a job id and a client name must match. */
@@ -51,12 +51,16 @@ const show = (value: unknown): string => {
   }
 }
 
+/** Validates a job id without an Effect: the id, or the `InvalidJobId` that says why. */
+export const checkJobId = (value: unknown): Either.Either<JobId, InvalidJobId> => {
+  const problem = idProblem(value)
+  return problem === undefined ? Either.right(value as JobId) : Either.left(new InvalidJobId({ value: show(value), reason: problem }))
+}
+
 /** Validates a job id, failing with `InvalidJobId` that says why. */
 export const decodeJobId = (value: unknown): Effect.Effect<JobId, InvalidJobId> => {
-  const problem = idProblem(value)
-  return problem === undefined
-    ? Effect.succeed(value as JobId)
-    : Effect.fail(new InvalidJobId({ value: show(value), reason: problem }))
+  const checked = checkJobId(value)
+  return Either.isRight(checked) ? Effect.succeed(checked.right) : Effect.fail(checked.left)
 }
 
 /** Validates a client name, failing with `InvalidClient` that says why. */

@@ -183,6 +183,11 @@ export interface JobLauncher {
    * code cache of the runtime there (option `workerCodeCache`).
    */
   readonly workerRuntimeOnHost?: boolean
+  /**
+   * The user the jobs run as, when it is not the parent's (a container user):
+   * the engine makes each job's socket directory and socket theirs.
+   */
+  readonly runAs?: { readonly uid: number; readonly gid: number }
 }
 
 /** Resolves `{workspace}`, `{jobDir}`, `{appDir}`, `{jobId}`, `{startup}` in an argv template. */

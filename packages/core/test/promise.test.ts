@@ -2,15 +2,14 @@ import { describe, expect, it } from "vitest"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import { jobExecutorLayer } from "../src/JobExecutor.js"
+import { jobExecutorLayer, makeJobExecutor } from "../src/JobExecutor.js"
 import { InstanceInUse, InvalidJobId, JobMetaMismatch, JobMetaMissing, RemoteError, RequestTimeout, TargetUnreachable } from "../src/Errors.js"
-import { sendNowOf } from "../src/internal/fastRequest.js"
 import { toPromiseExecutor } from "../src/promise/index.js"
 import { makeMemoryLauncher } from "./support/memoryLauncher.js"
 import { deploy, programs } from "./support/setup.js"
 import type { Program } from "./support/memoryLauncher.js"
-import { ManagedRuntime } from "effect"
-import { ClientExecutor } from "../src/ClientExecutor.js"
+import { Exit, Layer, ManagedRuntime } from "effect"
+import { ClientExecutor, UnsafeClientExecutor } from "../src/ClientExecutor.js"
 
 const temp = () => fs.mkdtempSync(path.join(os.tmpdir(), "flexec-promise-"))
 
@@ -58,7 +57,8 @@ describe("Promise facade", () => {
     }
   })
 
-  it("sendToJob goes without a fiber for a registered job: replies, remote errors and timeouts as the Effect way gives them", async () => {
+  /** The hot calls through `layer`'s executor: replies, remote errors, timeouts, statuses, unknown and invalid ids. */
+  const hotCalls = async (makeLayer: (runtimeDir: string, launcher: ReturnType<typeof makeMemoryLauncher>) => Layer.Layer<ClientExecutor, unknown>) => {
     const workspace = temp()
     const runtimeDir = temp()
     const program: Program = (c) =>
@@ -67,15 +67,17 @@ describe("Promise facade", () => {
         handlers: { test: { echo: (m) => m.payload, fail: () => { throw new Error("boom") }, hang: () => new Promise(() => undefined) } }
       })
     const launcher = makeMemoryLauncher(() => program)
-    const layer = jobExecutorLayer({ client: { clientName: "site-1" }, launcher, runtimeDir })
-    const executor = await toPromiseExecutor(layer)
+    const executor = await toPromiseExecutor(makeLayer(runtimeDir, launcher))
     try {
       const events = executor.events()[Symbol.asyncIterator]()
       deploy(workspace, "job-1")
       await executor.startApp({ jobId: "job-1", args: { workspace } })
-      for (let e = await events.next(); !e.done && e.value._tag !== "Started"; e = await events.next()) {
-        // until Started
+      const seen: Array<string> = []
+      for (let e = await events.next(); !e.done; e = await events.next()) {
+        seen.push(e.value._tag)
+        if (e.value._tag === "Started") break
       }
+      expect(seen).toEqual(["Launched", "Started"])
       const message = { headers: {}, payload: { n: 1 } }
       expect((await executor.sendToJob({ jobId: "job-1", channel: "test", topic: "echo", message })).payload).toEqual({ n: 1 })
       const failed = await executor.sendToJob({ jobId: "job-1", channel: "test", topic: "fail", message }).catch((e: unknown) => e)
@@ -84,29 +86,46 @@ describe("Promise facade", () => {
       const slow = await executor.sendToJob({ jobId: "job-1", channel: "test", topic: "hang", message, timeout: 30 }).catch((e: unknown) => e)
       expect(slow).toBeInstanceOf(RequestTimeout)
       expect(slow).toMatchObject({ jobId: "job-1", channel: "test", topic: "hang", timeout: 30 })
-      // a known job's status is read without a fiber; unknown and invalid ids run the Effect
       expect(await executor.checkStatus("job-1")).toBe("started")
       expect(await executor.getStatus("job-1")).toBe(2)
       expect(await executor.checkStatus("job-2")).toBe("not started")
       expect(await executor.checkStatus("../x").catch((e: unknown) => e)).toBeInstanceOf(InvalidJobId)
-      // ids that are not registered go the Effect way, with its errors
       expect(await executor.sendToJob({ jobId: "job-2", channel: "test", topic: "echo", message }).catch((e: unknown) => e)).toBeInstanceOf(TargetUnreachable)
       expect(await executor.sendToJob({ jobId: "../x", channel: "test", topic: "echo", message }).catch((e: unknown) => e)).toBeInstanceOf(InvalidJobId)
+      await executor.abortApp("job-1")
+      const rest: Array<string> = []
+      for (let e = await events.next(); !e.done; e = await events.next()) {
+        rest.push(e.value._tag)
+        if (e.value._tag === "Completed") break
+      }
+      expect(rest).toEqual(["Stopped", "Completed"])
     } finally {
       await executor.close()
-    }
-    // the engine's service is the one that carries the fiberless path, and it says when it cannot take a request
-    const runtime = ManagedRuntime.make(jobExecutorLayer({ client: { clientName: "site-1" }, launcher, runtimeDir }))
-    try {
-      const service = await runtime.runPromise(ClientExecutor)
-      const sendNow = sendNowOf(service)
-      expect(sendNow).toBeTypeOf("function")
-      expect(sendNow!({ jobId: "job-9", channel: "test", topic: "echo", message: { headers: {}, payload: 1 } }, () => undefined)).toBe(false)
-    } finally {
-      await runtime.dispose()
       fs.rmSync(workspace, { recursive: true, force: true })
       fs.rmSync(runtimeDir, { recursive: true, force: true })
     }
+  }
+
+  it("the engine's layer gives the facade its fiberless door: replies, remote errors, timeouts and statuses as the Effect way gives them", async () => {
+    await hotCalls((runtimeDir, launcher) => jobExecutorLayer({ client: { clientName: "site-1" }, launcher, runtimeDir }))
+    // the door is in the layer's context, and it is the service the Effect API wraps
+    const runtimeDir = temp()
+    const runtime = ManagedRuntime.make(jobExecutorLayer({ client: { clientName: "site-1" }, launcher: makeMemoryLauncher(() => programs.exitWith(0)), runtimeDir }))
+    try {
+      const door = await runtime.runPromise(UnsafeClientExecutor)
+      expect(door).toBe(await runtime.runPromise(ClientExecutor))
+      const exit = await new Promise<Exit.Exit<unknown, unknown>>((resolve) =>
+        door.unsafeSendToJob({ jobId: "job-9", channel: "test", topic: "echo", message: { headers: {}, payload: 1 } }, resolve)
+      )
+      expect(exit).toMatchObject({ _tag: "Failure", cause: { _tag: "Fail", error: { _tag: "TargetUnreachable", jobId: "job-9" } } })
+    } finally {
+      await runtime.dispose()
+      fs.rmSync(runtimeDir, { recursive: true, force: true })
+    }
+  })
+
+  it("a ClientExecutor layer without the door: the facade derives it from the service, with the same results", async () => {
+    await hotCalls((runtimeDir, launcher) => Layer.scoped(ClientExecutor, makeJobExecutor({ client: { clientName: "site-1" }, launcher, runtimeDir })))
   })
 
   it("sendToJob right after startApp waits for the job's connection; one that never connects is RequestTimeout", async () => {

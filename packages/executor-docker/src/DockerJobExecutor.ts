@@ -4,12 +4,19 @@
  *
  * @since 0.1.0
  */
-import { ClientExecutor, makeJobExecutor } from "@flexec/core"
-import type { BackendUnavailable, ClientExecutorService, ExecutorOptions, InstanceInUse, InvalidClient } from "@flexec/core"
+import { executorLayer, makeJobExecutor } from "@flexec/core"
+import type {
+  BackendUnavailable,
+  ClientExecutor,
+  ExecutorOptions,
+  InstanceInUse,
+  InvalidClient,
+  JobExecutorService,
+  UnsafeClientExecutor
+} from "@flexec/core"
 import { toPromiseExecutor } from "@flexec/core/promise"
 import type { OnParentExit, PromiseExecutor } from "@flexec/core/promise"
-import { Layer } from "effect"
-import type { Effect, Scope } from "effect"
+import type { Effect, Layer, Scope } from "effect"
 import { make } from "./DockerJobLauncher.js"
 import type { DockerLauncherOptions } from "./DockerJobLauncher.js"
 
@@ -33,16 +40,16 @@ export type DockerExecutorError = InstanceInUse | BackendUnavailable | InvalidCl
  * Makes a `ClientExecutor` running jobs as containers, in the caller's scope
  * (closing it aborts what runs and releases everything).
  */
-const makeExecutor = (options: DockerExecutorOptions): Effect.Effect<ClientExecutorService, DockerExecutorError, Scope.Scope> =>
+const makeExecutor = (options: DockerExecutorOptions): Effect.Effect<JobExecutorService, DockerExecutorError, Scope.Scope> =>
   makeJobExecutor({ ...options, launcher: make(options) })
 
 /** The Docker executor, as the process backend's: `make` (scoped Effect) and `layer`. */
 export const DockerJobExecutor = {
   /** A `ClientExecutor` running jobs as containers, in the caller's scope. */
   make: makeExecutor,
-  /** A `ClientExecutor` running jobs as containers; closing the layer aborts what still runs. */
-  layer: (options: DockerExecutorOptions): Layer.Layer<ClientExecutor, DockerExecutorError> =>
-    Layer.scoped(ClientExecutor, makeExecutor(options))
+  /** A `ClientExecutor` (and its fiberless door) running jobs as containers; closing the layer aborts what still runs. */
+  layer: (options: DockerExecutorOptions): Layer.Layer<ClientExecutor | UnsafeClientExecutor, DockerExecutorError> =>
+    executorLayer(makeExecutor(options))
 } as const
 
 /** The Docker executor as Promises, fully started (recovery done) when it resolves. */

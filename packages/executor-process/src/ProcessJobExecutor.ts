@@ -4,12 +4,11 @@
  *
  * @since 0.1.0
  */
-import { ClientExecutor, makeJobExecutor } from "@flexec/core"
-import type { ClientExecutorService, ExecutorOptions } from "@flexec/core"
+import { executorLayer, makeJobExecutor } from "@flexec/core"
+import type { ClientExecutor, ExecutorOptions, JobExecutorService, UnsafeClientExecutor } from "@flexec/core"
 import { toPromiseExecutor } from "@flexec/core/promise"
 import type { PromiseExecutor } from "@flexec/core/promise"
-import { Layer } from "effect"
-import type { Effect, Scope } from "effect"
+import type { Effect, Layer, Scope } from "effect"
 import { ProcessJobLauncher } from "./ProcessJobLauncher.js"
 import type { ProcessLauncherOptions } from "./ProcessJobLauncher.js"
 
@@ -37,14 +36,14 @@ const launcherOptions = (options: ProcessExecutorOptions): ProcessLauncherOption
  */
 const make = (
   options: ProcessExecutorOptions
-): Effect.Effect<ClientExecutorService, ProcessExecutorError, Scope.Scope> => {
+): Effect.Effect<JobExecutorService, ProcessExecutorError, Scope.Scope> => {
   const launcher = ProcessJobLauncher.make(launcherOptions(options))
   return makeJobExecutor({ ...options, launcher })
 }
 
-/** The process executor as a layer of `ClientExecutor`. */
-const layer = (options: ProcessExecutorOptions): Layer.Layer<ClientExecutor, ProcessExecutorError> =>
-  Layer.scoped(ClientExecutor, make(options))
+/** The process executor as a layer of `ClientExecutor` (and of its fiberless door, for the Promise facade). */
+const layer = (options: ProcessExecutorOptions): Layer.Layer<ClientExecutor | UnsafeClientExecutor, ProcessExecutorError> =>
+  executorLayer(make(options))
 
 /** The process executor: `ProcessJobExecutor.layer(options)` for Effect programs, `make` for a scope of your own. */
 export const ProcessJobExecutor = { make, layer } as const

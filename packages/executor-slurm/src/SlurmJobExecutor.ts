@@ -4,12 +4,12 @@
  *
  * @since 0.1.0
  */
-import { ClientExecutor, makeJobExecutor } from "@flexec/core"
-import type { BackendUnavailable, ClientExecutorService, ExecutorOptions } from "@flexec/core"
+import { executorLayer, makeJobExecutor } from "@flexec/core"
+import type { BackendUnavailable, ClientExecutor, ExecutorOptions, JobExecutorService, UnsafeClientExecutor } from "@flexec/core"
 import { toPromiseExecutor } from "@flexec/core/promise"
 import type { PromiseExecutor } from "@flexec/core/promise"
-import { Effect, Layer } from "effect"
-import type { Scope } from "effect"
+import { Effect } from "effect"
+import type { Layer, Scope } from "effect"
 import { makeEffect } from "./SlurmJobLauncher.js"
 import type { SlurmLauncherOptions } from "./SlurmJobLauncher.js"
 
@@ -46,11 +46,12 @@ const launcherOptions = (options: SlurmExecutorOptions): SlurmLauncherOptions =>
  * message when a client is missing or the controller does not answer. Invalid
  * backend options are a defect (`TypeError`).
  */
-const make = (options: SlurmExecutorOptions): Effect.Effect<ClientExecutorService, SlurmExecutorError, Scope.Scope> =>
+const make = (options: SlurmExecutorOptions): Effect.Effect<JobExecutorService, SlurmExecutorError, Scope.Scope> =>
   Effect.flatMap(makeEffect(launcherOptions(options)), (launcher) => makeJobExecutor({ ...options, launcher }))
 
-/** The Slurm executor as a layer of `ClientExecutor`. */
-const layer = (options: SlurmExecutorOptions): Layer.Layer<ClientExecutor, SlurmExecutorError> => Layer.scoped(ClientExecutor, make(options))
+/** The Slurm executor as a layer of `ClientExecutor` (and of its fiberless door, for the Promise facade). */
+const layer = (options: SlurmExecutorOptions): Layer.Layer<ClientExecutor | UnsafeClientExecutor, SlurmExecutorError> =>
+  executorLayer(make(options))
 
 /** The Slurm executor: `SlurmJobExecutor.layer(options)` for Effect programs, `make` for a scope of your own. */
 export const SlurmJobExecutor = { make, layer } as const

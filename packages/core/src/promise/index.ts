@@ -6,15 +6,14 @@
  * @module @flexec/core/promise
  * @since 0.1.0
  */
-import { Cause, Deferred, Effect, Exit, Fiber, ManagedRuntime, Queue } from "effect"
+import { Cause, Effect, Exit, ManagedRuntime, Option, Scope } from "effect"
 import type { Layer } from "effect"
-import { ClientExecutor } from "../ClientExecutor.js"
-import { eventListenersOf } from "../internal/eventListeners.js"
+import { ClientExecutor, UnsafeClientExecutor, unsafeClientExecutorOf } from "../ClientExecutor.js"
 import { guardExit } from "../internal/exitGuard.js"
-import { sendNowOf, statusNowOf } from "../internal/fastRequest.js"
 import { statusMessage } from "../Status.js"
 import type {
   ExecutorEvent,
+  UnsafeClientExecutorService,
   JobLogConfig,
   JobOutcome,
   JobSummary,
@@ -111,10 +110,26 @@ export const toPromiseExecutor = async <E>(
     throw e
   }
 
-  // One subscription fans out to every `events()` iterator, so an iterator is
-  // live from the moment `events()` is called. The engine's executor hands each
-  // event over as it is published (no fiber's turn in between); another one is
-  // read through a subscription.
+  // The executor's fiberless door: the engine's own (the implementation its Effect API
+  // wraps), or, for any other ClientExecutor layer, one derived from its service. Every
+  // hot call below goes through it: one code path.
+  const doorScope = Effect.runSync(Scope.make())
+  let door: UnsafeClientExecutorService
+  try {
+    const own = await run(Effect.serviceOption(UnsafeClientExecutor))
+    door = Option.isSome(own) ? own.value : await run(Scope.extend(unsafeClientExecutorOf(service), doorScope))
+  } catch (e) {
+    await runtime.dispose().catch(() => undefined)
+    throw e
+  }
+  /** A door call as a Promise: resolved or rejected from its exit (no await in between). */
+  const viaDoor = <A>(call: (done: (exit: Exit.Exit<A, unknown>) => void) => void): Promise<A> =>
+    new Promise<A>((resolve, reject) =>
+      call((exit) => (Exit.isSuccess(exit) ? resolve(exit.value) : reject(toRejection(exit.cause))))
+    )
+
+  // One listener fans out to every `events()` iterator, so an iterator is live from the
+  // moment `events()` is called.
   const listeners = new Set<(event: ExecutorEvent | undefined) => void>()
   // the jobs running now, for the exit guard's message
   const running = new Set<string>()
@@ -123,37 +138,14 @@ export const toPromiseExecutor = async <E>(
     else if (event._tag === "Launched" || (event._tag === "Recovered" && event.action === "adopted")) running.add(event.jobId)
     listeners.forEach((l) => l(event))
   }
-  const registry = eventListenersOf(service)
-  const sendNow = sendNowOf(service)
-  const statusNow = statusNowOf(service)
-  const removeListener = registry?.add(fanOut)
-  const pump =
-    registry !== undefined
-      ? undefined
-      : await run(
-          Effect.gen(function* () {
-            const ready = yield* Deferred.make<void>()
-            const fiber = yield* Effect.forkDaemon(
-              Effect.scoped(
-                Effect.gen(function* () {
-                  const queue = yield* service.subscribe
-                  yield* Deferred.succeed(ready, undefined)
-                  // a plain take loop: an event reaches the iterators with no stream machinery in between
-                  yield* Effect.forever(Effect.map(Queue.take(queue), fanOut))
-                })
-              )
-            )
-            yield* Deferred.await(ready)
-            return fiber
-          })
-        )
+  const removeListener = door.unsafeSubscribe(fanOut)
   let closed: Promise<void> | undefined
   const close = (): Promise<void> => {
     closed ??= (async () => {
       await runtime.dispose()
       unguard?.()
-      removeListener?.()
-      if (pump !== undefined) await Effect.runPromise(Fiber.interrupt(pump))
+      removeListener()
+      await Effect.runPromise(Scope.close(doorScope, Exit.void))
       listeners.forEach((l) => l(undefined))
       listeners.clear()
     })()
@@ -192,32 +184,16 @@ export const toPromiseExecutor = async <E>(
 
   return {
     startApp: (params) => run(service.startApp(params)),
-    // a known job's status is read without a fiber; anything else (unknown, invalid) runs the Effect
-    checkStatus: (jobId) => {
-      const status = statusNow?.(jobId)
-      return status !== undefined ? Promise.resolve(statusMessage(status)) : run(service.checkStatus(jobId))
-    },
-    getStatus: (jobId) => {
-      const status = statusNow?.(jobId)
-      return status !== undefined ? Promise.resolve(status) : run(service.getStatus(jobId))
-    },
+    checkStatus: (jobId) => viaDoor((done) => door.unsafeGetStatus(jobId, (exit) => done(Exit.map(exit, statusMessage)))),
+    getStatus: (jobId) => viaDoor((done) => door.unsafeGetStatus(jobId, done)),
     abortApp: (jobId) => run(service.abortApp(jobId)),
     abortTask: (jobId) => run(service.abortTask(jobId)),
     getRunInfo: (jobId) => run(service.getRunInfo(jobId)),
     getErrors: (jobId) => run(service.getErrors(jobId)),
     resetErrors: (jobId) => run(service.resetErrors(jobId)),
     configureJobLog: (jobId, config) => run(service.configureJobLog(jobId, config)),
-    // a number is a DurationInput in milliseconds: the parameters pass as they are. The
-    // engine's executor sends a registered job's request without a fiber (a fiber per call
-    // is most of the facade's cost per message); otherwise, or for any other executor, the Effect.
-    sendToJob:
-      sendNow === undefined
-        ? (params) => run(service.sendToJob(params))
-        : (params) =>
-            new Promise<Message>((resolve, reject) => {
-              const sent = sendNow(params, (outcome) => (outcome.ok ? resolve(outcome.value) : reject(outcome.error)))
-              if (!sent) run(service.sendToJob(params)).then(resolve, reject)
-            }),
+    // a number is a DurationInput in milliseconds: the parameters pass as they are
+    sendToJob: (params) => viaDoor((done) => door.unsafeSendToJob(params, done)),
     awaitCompletion: (jobId) => run(service.awaitCompletion(jobId)),
     jobs: () => run(service.jobs),
     recovered: () => run(service.recovered),

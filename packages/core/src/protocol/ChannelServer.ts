@@ -17,9 +17,7 @@ import type { Duplex } from "node:stream"
 import { LaunchFailed, TargetUnreachable } from "../Errors.js"
 import type { RequestError } from "../Errors.js"
 import { duplexPair } from "../internal/duplexPair.js"
-import { RequestNow } from "../internal/fastRequest.js"
-import type { RequestNowFn } from "../internal/fastRequest.js"
-import { plainTimerFor } from "../internal/liveTimer.js"
+import { makeDeadlines } from "../internal/deadlines.js"
 import type { ChannelInfo } from "../JobLauncher.js"
 import type { Message } from "../Message.js"
 import { makePrivateDir, removeDir } from "./ChannelDir.js"
@@ -30,9 +28,9 @@ import * as codec from "./Frame.js"
 import { unsafeMakeFramedStream } from "./FramedStream.js"
 import type { FramedStream } from "./FramedStream.js"
 import { Admission, digest, helloOkFrame, helloProblem } from "./Hello.js"
-import type { ChannelRequest, RequestHandler } from "./Request.js"
+import type { ChannelRequest, RequestHandler, RequestOutcome } from "./Request.js"
 
-export type { ChannelRequest, IncomingRequest, RequestHandler } from "./Request.js"
+export type { ChannelRequest, IncomingRequest, RequestHandler, RequestOutcome } from "./Request.js"
 
 /** Options of `openJobChannel`. */
 export interface JobChannelOptions {
@@ -73,6 +71,12 @@ export interface JobChannel {
    * every pending request with `TargetUnreachable` at once.
    */
   readonly request: (request: ChannelRequest) => Effect.Effect<Message, RequestError>
+  /**
+   * `request` with a callback, without a fiber (for callers outside Effect, such
+   * as the Promise facade): `done` gets the outcome, once, maybe before this
+   * returns. `request` is `Effect.async` over it.
+   */
+  readonly unsafeRequest: (request: ChannelRequest, done: (outcome: RequestOutcome) => void) => void
   /** True while a worker is connected (after a valid hello). */
   readonly isConnected: Effect.Effect<boolean>
   /** Waits until a worker is connected. */
@@ -213,9 +217,10 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
         })
       )
 
-      const clock = yield* Effect.clock
+      // the hellos' deadlines: one wake-up for all of them, on this fiber's clock
+      const hellos = makeDeadlines(yield* Effect.clock)
+      yield* Effect.addFinalizer(() => Effect.sync(hellos.close))
       const helloMs = Duration.toMillis(helloTimeout)
-      const plainHelloTimer = plainTimerFor(clock, helloMs)
       const logWarning = (text: string, peer: string): void => {
         run(Effect.logWarning(text).pipe(Effect.annotateLogs({ jobId, peer })))
       }
@@ -313,15 +318,13 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
           admission.decide(false)
           release()
         }
-        // the hello timeout: a plain timer under the live clock, a fiber on the Effect clock otherwise
         let settled = false
         const settle = (): boolean => {
           if (settled) return false
           settled = true
           handshaking--
           pendingHellos.delete(abandon)
-          if (timer !== undefined) clearTimeout(timer)
-          timerFiber?.unsafeInterruptAsFork(timerFiber.id())
+          deadline.cancel()
           return true
         }
         const abandon = () => {
@@ -333,8 +336,7 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
           logWarning(`closed a connection that did not say hello within ${Duration.format(helloTimeout)}`, peer)
         }
         pendingHellos.add(abandon)
-        const timer = plainHelloTimer ? setTimeout(expire, helloMs) : undefined
-        const timerFiber = plainHelloTimer ? undefined : run(Effect.sleep(helloTimeout).pipe(Effect.andThen(Effect.sync(expire))))
+        const deadline = hellos.add(helloMs, expire)
         framed.first((event) => {
           if (!settle()) return
           if (event === undefined) {
@@ -360,13 +362,13 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
       serving = accept
       for (const { stream, peer } of waiting.splice(0)) accept(stream, peer)
 
-      const requestNow: RequestNowFn = (request, done) => {
-        if (liveNow !== undefined) return liveNow.requestNow(request, done)
+      const unsafeRequest = (request: ChannelRequest, done: (outcome: RequestOutcome) => void): void => {
+        if (liveNow !== undefined) return liveNow.unsafeRequest(request, done)
         done({ ok: false, error: new TargetUnreachable({ jobId }) })
-        return true
       }
       const channel: JobChannel = {
         info,
+        unsafeRequest,
         request: (request) =>
           Effect.suspend(() => (liveNow !== undefined ? liveNow.request(request) : Effect.fail(new TargetUnreachable({ jobId })))),
         isConnected: Effect.sync(() => liveNow !== undefined),
@@ -381,8 +383,6 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
         disconnect: Effect.suspend(() => (liveNow !== undefined ? liveNow.close : Effect.void)),
         pendingRequests: Effect.suspend(() => (liveNow !== undefined ? liveNow.pending : Effect.succeed(0)))
       }
-      // the fiberless request (internal: for the Promise facade, through the engine)
-      Object.defineProperty(channel, RequestNow, { value: requestNow })
       return channel
     })
     return { info, serve } satisfies BoundJobChannel

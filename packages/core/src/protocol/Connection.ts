@@ -11,6 +11,7 @@
 import { Cause, Deferred, Effect, Either, Exit, FiberSet, Option, Runtime } from "effect"
 import type { Scope } from "effect"
 import type { RequestError } from "../Errors.js"
+import { makeDeadlines } from "../internal/deadlines.js"
 import type { Message, Payload } from "../Message.js"
 import { ReturnCode } from "../Status.js"
 import type * as codec from "./Frame.js"
@@ -41,8 +42,8 @@ export interface ConnectionOptions {
 export interface Connection {
   /** A request to the job: see `Requests.request`. */
   readonly request: (request: ChannelRequest) => Effect.Effect<Message, RequestError>
-  /** `request` without a fiber: see `Requests.requestNow`. */
-  readonly requestNow: (request: ChannelRequest, done: (outcome: RequestOutcome) => void) => boolean
+  /** `request` with a callback, without a fiber: see `Requests.unsafeRequest`. */
+  readonly unsafeRequest: (request: ChannelRequest, done: (outcome: RequestOutcome) => void) => void
   /** Requests sent and still waiting for their reply (for diagnostics and tests). */
   readonly pending: Effect.Effect<number>
   /** Waits until the connection has closed. */
@@ -69,9 +70,9 @@ const errorText = (cause: Cause.Cause<unknown>): string => {
  *
  * The read path is synchronous: frames are decoded in the stream's `data`
  * handler and a reply completes its request's `Effect.async` from there, with
- * no fiber in between. A request waits with one timer when the clock is
- * Effect's live one, and with `Effect.timeoutFail` otherwise (so `TestClock`
- * drives request timeouts in tests). Incoming requests run as fibers of the
+ * no fiber in between. The requests' timeouts are deadlines on the clock of
+ * the fiber that made the connection, one wake-up for all of them (see
+ * `internal/deadlines.ts`). Incoming requests run as fibers of the
  * connection, at most `maxConcurrentRequests` at a time.
  *
  * The connection is made idle: it reads (and dispatches the peer's frames) from
@@ -96,13 +97,15 @@ export const makeIdleConnection = (
     /** Logs from the synchronous read path, with the connection's log annotations. */
     const log = (effect: Effect.Effect<void>): void => runSync(effect)
 
-    const requests = makeRequests(framed, jobId, maxFrameBytes, log)
+    const deadlines = makeDeadlines(yield* Effect.clock)
+    const requests = makeRequests(framed, jobId, maxFrameBytes, deadlines, log)
 
     /** Marks the connection closed, fails every pending request at once, destroys the stream. */
     const closeSync = (): void => {
       if (open) {
         open = false
         requests.close()
+        deadlines.close()
       }
       runSync(framed.destroy)
     }
@@ -269,7 +272,7 @@ export const makeIdleConnection = (
 
     const connection: Connection = {
       request: requests.request,
-      requestNow: requests.requestNow,
+      unsafeRequest: requests.unsafeRequest,
       pending: Effect.sync(requests.size),
       closed: Deferred.await(closedSignal),
       close: Effect.suspend(() => {

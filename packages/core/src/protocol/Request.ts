@@ -1,8 +1,9 @@
 /**
  * Request: the parent's requests to the job over one framed stream. Request
- * ids, the pending map, one timer per request (or `Effect.timeoutFail` under a
- * clock that is not the live one), replies settling their request from the
- * read path, and the connection's end failing every pending request at once.
+ * ids, the pending map, each request's deadline (in the connection's one
+ * `Deadlines`), replies settling their request from the read path, and the
+ * connection's end failing every pending request at once. One implementation:
+ * `unsafeRequest` takes a callback, and `request` is `Effect.async` over it.
  * Also the request types the channel's handlers see. Imports `Frame`,
  * `MessageFrame` and `FramedStream` (types) and nothing above them.
  *
@@ -12,7 +13,7 @@ import { Duration, Effect, Either } from "effect"
 import type { Option } from "effect"
 import { InvalidRequest, MessageTooBig, RemoteError, RequestTimeout, TargetUnreachable } from "../Errors.js"
 import type { RequestError } from "../Errors.js"
-import { liveClock, plainTimerFor } from "../internal/liveTimer.js"
+import type { Deadline, Deadlines } from "../internal/deadlines.js"
 import type { Message, Payload } from "../Message.js"
 import { ReturnCode } from "../Status.js"
 import type * as codec from "./Frame.js"
@@ -61,18 +62,18 @@ const replyTooBig = (payload: Payload, fallback: MessageTooBig): MessageTooBig =
 }
 
 /**
- * A request on the wire. The read path settles it (a reply, a failure) and the
- * requester waits for it, in either order: an outcome that comes before the
- * requester waits is kept for it. Settled once; the timer goes with it.
+ * A request on the wire. The read path settles it (a reply, a failure, its
+ * deadline) and the requester's `done` gets the outcome. Settled once; the
+ * deadline goes with it.
  */
 class PendingRequest {
-  timer: ReturnType<typeof setTimeout> | undefined
-  private outcome: RequestOutcome | undefined
-  private listener: ((outcome: RequestOutcome) => void) | undefined
+  deadline: Deadline | undefined = undefined
+  private settled = false
 
   constructor(
     readonly id: number,
-    private readonly settle: (reply: ReceivedReply) => RequestOutcome
+    private readonly settle: (reply: ReceivedReply) => RequestOutcome,
+    private readonly done: (outcome: RequestOutcome) => void
   ) {}
 
   reply(reply: ReceivedReply): void {
@@ -83,19 +84,11 @@ class PendingRequest {
     this.finish({ ok: false, error })
   }
 
-  /** Hands the outcome to `listener`, now or once there is one. */
-  wait(listener: (outcome: RequestOutcome) => void): void {
-    if (this.outcome !== undefined) listener(this.outcome)
-    else this.listener = listener
-  }
-
   private finish(outcome: RequestOutcome): void {
-    if (this.outcome !== undefined) return
-    this.outcome = outcome
-    if (this.timer !== undefined) clearTimeout(this.timer)
-    const listener = this.listener
-    this.listener = undefined
-    listener?.(outcome)
+    if (this.settled) return
+    this.settled = true
+    this.deadline?.cancel()
+    this.done(outcome)
   }
 }
 
@@ -109,22 +102,22 @@ const millisOf = (timeout: Duration.DurationInput): number =>
 /** The requests of one connection (see `makeRequests`). */
 export interface Requests {
   /**
-   * Sends a `request` frame with a fresh id and waits for its `reply`. Reply
+   * Sends a `request` frame with a fresh id; `done` gets the outcome, once. Reply
    * codes: `ok` → the reply message; `invalid_request` → `InvalidRequest`;
    * `msg_too_big` → `MessageTooBig`; any other → `RemoteError`. A message over
    * the frame limit → `MessageTooBig` (nothing sent); a payload JSON cannot
    * carry (e.g. a nested `Uint8Array`) → `InvalidRequest` with a `reason`
-   * (nothing sent); no reply within `timeout` → `RequestTimeout` (a late reply
-   * is dropped); the connection closed or closing → `TargetUnreachable`.
-   * Under the live clock the timeout is one timer, else `Effect.timeoutFail`.
+   * (nothing sent); no reply within `timeout` on the connection's clock →
+   * `RequestTimeout` (a late reply is dropped); the connection closed or
+   * closing → `TargetUnreachable`. `done` may run before this returns.
+   */
+  readonly unsafeRequest: (request: ChannelRequest, done: (outcome: RequestOutcome) => void) => void
+  /**
+   * `unsafeRequest` as an Effect. Interrupted, the request stays pending until
+   * its reply or its deadline, whichever comes first (a canceler would cost
+   * every request an interruption handler: see bench/FINDINGS.md).
    */
   readonly request: (request: ChannelRequest) => Effect.Effect<Message, RequestError>
-  /**
-   * `request` without a fiber, for callers outside Effect (the Promise facade):
-   * `done` gets the outcome. Only under a plain timer (a timeout `setTimeout`
-   * takes); false, and nothing sent, otherwise.
-   */
-  readonly requestNow: (request: ChannelRequest, done: (outcome: RequestOutcome) => void) => boolean
   /** A `reply` frame from the read path; a string is the reason it is malformed. */
   readonly onReply: (header: codec.FrameHeader, payload: Uint8Array) => string | undefined
   /** A `reply` frame over the frame limit (skipped by the decoder): its request fails with `MessageTooBig`. */
@@ -136,13 +129,15 @@ export interface Requests {
 }
 
 /**
- * The parent's requests over `framed`. `log` runs a log line from the
- * synchronous read path (a late or unknown reply).
+ * The parent's requests over `framed`, timed by `deadlines` (the
+ * connection's). `log` runs a log line from the synchronous read path (a late
+ * or unknown reply).
  */
 export const makeRequests = (
   framed: FramedStream,
   jobId: string,
   maxFrameBytes: number,
+  deadlines: Deadlines,
   log: (effect: Effect.Effect<void>) => void
 ): Requests => {
   const pending = new Map<number, PendingRequest>()
@@ -206,68 +201,31 @@ export const makeRequests = (
     }
   }
 
-  /**
-   * Puts a request on the wire: encodes it, registers it, writes its frame (so
-   * the peer starts on it while this side does its bookkeeping) and, with
-   * `timed`, arms its timer. The read path settles it.
-   */
-  const send = (req: ChannelRequest, ms: number, timed: boolean): PendingRequest | RequestOutcome => {
-    if (!open) return { ok: false, error: new TargetUnreachable({ jobId }) }
+  const unsafeRequest = (req: ChannelRequest, done: (outcome: RequestOutcome) => void): void => {
+    if (!open) return done({ ok: false, error: new TargetUnreachable({ jobId }) })
     const id = nextId++
     const frame = encode(id, req.channel, req.topic, req.message)
-    if (Either.isLeft(frame)) return { ok: false, error: frame.left }
+    if (Either.isLeft(frame)) return done({ ok: false, error: frame.left })
     const size = frame.right.size
-    const pendingRequest = new PendingRequest(id, (reply) => settle(reply, req, size))
+    const pendingRequest = new PendingRequest(id, (reply) => settle(reply, req, size), done)
     pending.set(id, pendingRequest)
+    // the frame goes out first, so the peer starts on it while this side arms the deadline
     framed.writeNow(frame.right.chunks, (written) => {
       if (written || pending.get(id) !== pendingRequest) return
       pending.delete(id)
       pendingRequest.fail(new TargetUnreachable({ jobId }))
     })
-    if (timed) {
-      pendingRequest.timer = setTimeout(() => {
-        if (pending.get(id) !== pendingRequest) return
-        pending.delete(id)
-        pendingRequest.fail(new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms }))
-      }, ms)
-    }
-    return pendingRequest
+    if (pending.get(id) !== pendingRequest) return
+    const ms = millisOf(req.timeout)
+    pendingRequest.deadline = deadlines.add(ms, () => {
+      if (pending.get(id) !== pendingRequest) return
+      pending.delete(id)
+      pendingRequest.fail(new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms }))
+    })
   }
 
   const request = (req: ChannelRequest): Effect.Effect<Message, RequestError> =>
-    Effect.clockWith((clock) => {
-      const ms = millisOf(req.timeout)
-      const timed = plainTimerFor(clock, ms)
-      const sent = send(req, ms, timed)
-      if (!(sent instanceof PendingRequest)) return outcomeEffect(sent)
-      const wait = Effect.async<Message, RequestError>((resume) => {
-        sent.wait((outcome) => resume(outcomeEffect(outcome)))
-        // With the timer, an interrupted request is left to its reply or its
-        // timer (whichever comes first drops the entry): a canceler here
-        // costs every request an interruption handler, and with it several
-        // times the garbage-collection work (see bench/FINDINGS.md). Under
-        // `timeoutFail` the canceler is what removes the entry.
-        if (timed) return
-        return Effect.sync(() => {
-          if (pending.get(sent.id) === sent) pending.delete(sent.id)
-        })
-      })
-      return timed
-        ? wait
-        : Effect.timeoutFail(wait, {
-            duration: Duration.decode(req.timeout),
-            onTimeout: () => new RequestTimeout({ jobId, channel: req.channel, topic: req.topic, timeout: ms })
-          })
-    })
+    Effect.async<Message, RequestError>((resume) => unsafeRequest(req, (outcome) => resume(outcomeEffect(outcome))))
 
-  const requestNow = (req: ChannelRequest, done: (outcome: RequestOutcome) => void): boolean => {
-    const ms = millisOf(req.timeout)
-    if (!plainTimerFor(liveClock, ms)) return false
-    const sent = send(req, ms, true)
-    if (sent instanceof PendingRequest) sent.wait(done)
-    else done(sent)
-    return true
-  }
-
-  return { request, requestNow, onReply, onOversizeReply, close, size: () => pending.size }
+  return { unsafeRequest, request, onReply, onOversizeReply, close, size: () => pending.size }
 }
