@@ -414,6 +414,16 @@ describe("handshake", () => {
     })
   )
 
+  it.scopedLive("live clock: the same hello deadline closes a silent connection, and a later worker still gets in", () =>
+    Effect.gen(function* () {
+      const channel = yield* open({ helloTimeout: "200 millis" })
+      const silent = yield* inProcess(channel)
+      expect(yield* promise(() => silent.waitClosed())).toBe(true)
+      const good = yield* inProcess(channel)
+      expect((yield* promise(() => good.hello())).kind).toBe("hello_ok")
+    })
+  )
+
   it.scopedLive("refuses a second hello while a connection is live, and the first keeps working", () =>
     Effect.gen(function* () {
       const { channel, peer } = yield* connected()
@@ -560,6 +570,41 @@ describe("parent → job requests", () => {
       yield* answer(peer, "ok", "fresh")
       expect((yield* Fiber.join(next)).payload).toBe("fresh")
       expect(yield* channel.pendingRequests).toBe(0)
+    })
+  )
+
+  it.scoped("TestClock: the same request path times out at its deadline on the Effect clock, not before", () =>
+    Effect.gen(function* () {
+      const { channel, peer } = yield* connected()
+      const fiber = yield* Effect.fork(Effect.flip(request(channel, 1, "10 seconds")))
+      yield* promise(() => peer.nextFrame())
+      yield* TestClock.adjust("9999 millis")
+      expect(yield* channel.pendingRequests).toBe(1)
+      yield* TestClock.adjust("1 millis")
+      expect(yield* Fiber.join(fiber)).toMatchObject({ _tag: "RequestTimeout", timeout: 10_000 })
+      expect(yield* channel.pendingRequests).toBe(0)
+    })
+  )
+
+  it.scoped("TestClock: an interrupted request keeps its entry until its deadline, then it is gone (as under the live clock)", () =>
+    Effect.gen(function* () {
+      const { channel, peer } = yield* connected()
+      const fiber = yield* Effect.fork(request(channel, 1, "10 seconds"))
+      yield* promise(() => peer.nextFrame())
+      yield* Fiber.interrupt(fiber)
+      expect(yield* channel.pendingRequests).toBe(1)
+      yield* TestClock.adjust("10 seconds")
+      expect(yield* channel.pendingRequests).toBe(0)
+    })
+  )
+
+  it.scopedLive("live clock: an interrupted request's entry goes at its deadline when no reply comes", () =>
+    Effect.gen(function* () {
+      const { channel, peer } = yield* connected()
+      const fiber = yield* Effect.fork(request(channel, 1, "50 millis"))
+      yield* promise(() => peer.nextFrame())
+      yield* Fiber.interrupt(fiber)
+      expect(yield* eventually(channel.pendingRequests, (n) => n === 0)).toBe(0)
     })
   )
 
