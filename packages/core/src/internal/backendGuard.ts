@@ -5,7 +5,7 @@
  * stays correct around them (docs/WRITING_A_BACKEND.md, "What the engine
  * tolerates").
  */
-import { Cause, Data, Duration, Effect, Option } from "effect"
+import { Cause, Data, Duration, Effect, Option, Schema } from "effect"
 import { BackendUnavailable, ImageNotFound, LaunchFailed } from "../Errors.js"
 import type { JobId } from "../JobId.js"
 import type { JobExit, JobHandle } from "../JobLauncher.js"
@@ -101,12 +101,15 @@ export const normalizeExit = (backend: string, jobId: JobId, value: unknown): Ef
 /** The exit of a job whose backend can no longer tell how it ended. */
 export const lost: JobExit = lostExit
 
-const launchTags = new Set(["LaunchFailed", "ImageNotFound", "BackendUnavailable"])
+/** A launch error made by another copy of `@flexec/core` (or by hand): decoded into ours, fields checked. */
+const decodeLaunchError = Schema.decodeUnknownOption(Schema.Union(LaunchFailed, ImageNotFound, BackendUnavailable))
 
 /**
  * The error `startApp` returns for a launch that failed with `cause`: the
  * backend's own `LaunchFailed`, `ImageNotFound` or `BackendUnavailable` as it
- * is; any other failure, and a defect, as `LaunchFailed` naming the backend.
+ * is (one from another copy of the package, or a plain object with such a
+ * `_tag`, only when its fields decode); any other failure, and a defect, as
+ * `LaunchFailed` naming the backend.
  */
 export const launchErrorOf = (
   backend: string,
@@ -116,12 +119,9 @@ export const launchErrorOf = (
   const failure = Cause.failureOption(cause)
   if (Option.isSome(failure)) {
     const e = failure.value
-    if (
-      (e instanceof LaunchFailed || e instanceof ImageNotFound || e instanceof BackendUnavailable) ||
-      (typeof e === "object" && e !== null && launchTags.has((e as { _tag?: unknown })._tag as string))
-    ) {
-      return e as LaunchFailed | ImageNotFound | BackendUnavailable
-    }
+    if (e instanceof LaunchFailed || e instanceof ImageNotFound || e instanceof BackendUnavailable) return e
+    const decoded = decodeLaunchError(e)
+    if (Option.isSome(decoded)) return decoded.value
     return new LaunchFailed({ jobId, reason: `backend "${backend}": launch failed with an undeclared error: ${describeValue(e)}`, cause: e })
   }
   const defect = Cause.squash(cause)
