@@ -48,8 +48,6 @@ class List {
   tail: Node | undefined = undefined
   size = 0
 
-  constructor(private readonly onEmpty: (list: List) => void) {}
-
   push(node: Node): void {
     node.prev = this.tail
     if (this.tail !== undefined) this.tail.next = node
@@ -67,25 +65,18 @@ class List {
     else this.tail = node.prev
     node.prev = node.next = undefined
     this.size--
-    if (this.size === 0) this.onEmpty(this)
   }
 }
 
 /** Makes the deadlines of one connection or channel over `clock`. */
 export const makeDeadlines = (clock: Clock.Clock): Deadlines => {
+  // a list stays while it is used (requests of one timeout that come and go reuse it);
+  // the wake-up drops the empty ones
   const lists = new Map<number, List>()
-  const listFor = new Map<List, number>()
   let closed = false
   /** When the armed wake-up fires (Infinity: none armed), and its fiber. */
   let armedAt = Infinity
   let wakeUp: Fiber.RuntimeFiber<void> | undefined
-
-  const onEmpty = (list: List): void => {
-    const ms = listFor.get(list)
-    if (ms === undefined) return
-    listFor.delete(list)
-    lists.delete(ms)
-  }
 
   const arm = (at: number): void => {
     if (closed || at >= armedAt) return
@@ -104,13 +95,14 @@ export const makeDeadlines = (clock: Clock.Clock): Deadlines => {
     const now = clock.unsafeCurrentTimeMillis()
     const due: Array<Node> = []
     let next = Infinity
-    for (const list of [...lists.values()]) {
+    for (const [ms, list] of lists) {
       while (list.head !== undefined && list.head.at <= now) {
         const node = list.head
         list.unlink(node)
         due.push(node)
       }
-      if (list.head !== undefined && list.head.at < next) next = list.head.at
+      if (list.head === undefined) lists.delete(ms)
+      else if (list.head.at < next) next = list.head.at
     }
     if (next !== Infinity) arm(next)
     for (const node of due) node.task()
@@ -121,9 +113,8 @@ export const makeDeadlines = (clock: Clock.Clock): Deadlines => {
     const at = clock.unsafeCurrentTimeMillis() + Math.max(0, ms)
     let list = lists.get(ms)
     if (list === undefined) {
-      list = new List(onEmpty)
+      list = new List()
       lists.set(ms, list)
-      listFor.set(list, ms)
     }
     const node = new Node(at, task, list)
     list.push(node)
@@ -141,7 +132,6 @@ export const makeDeadlines = (clock: Clock.Clock): Deadlines => {
       while (list.head !== undefined) list.unlink(list.head)
     }
     lists.clear()
-    listFor.clear()
   }
 
   const size = (): number => {
