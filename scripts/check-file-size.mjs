@@ -12,8 +12,6 @@ const MAX_LINES = 400
 /** Files over the limit when the check came in, with their size then (lines). */
 const ALLOWED = {
   "packages/core/src/JobExecutor.ts": 1078,
-  "packages/core/src/worker/link.ts": 541,
-  "packages/core/src/worker/runtime.ts": 418,
   "packages/executor-docker/src/DockerJobLauncher.ts": 675,
   "packages/executor-process/src/ProcessJobLauncher.ts": 517,
   "packages/executor-slurm/src/SlurmJobLauncher.ts": 586,
