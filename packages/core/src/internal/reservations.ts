@@ -184,7 +184,8 @@ export interface BookedManagerParts<R, P, U> {
 
 /**
  * The five `ResourceManager` methods of a stateful manager, over one book: the
- * one implementation `ListResourceManager` and `GpuResourceManager` share.
+ * one implementation `ListResourceManager` and `GpuResourceManager` share,
+ * handed to their base `BookedResourceManager`.
  * The requirement passed to cancel, allocate and free is never consulted (the
  * token's record decides), so a double or foreign free cannot inflate a pool.
  */
