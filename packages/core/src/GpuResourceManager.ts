@@ -22,11 +22,10 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { BookedResourceManager } from "./BookedResourceManager.js"
 import { InvalidResourceConfig, InvalidResourceRequirement } from "./Errors.js"
 import type { GpuInfo } from "./GpuDiscovery.js"
 import { nvidiaSmiDiscovery } from "./GpuDiscovery.js"
-import { bookedManager, expirationOf, makeBook, requireRecord } from "./internal/reservations.js"
+import { BookedResourceManager, bookedManager, expirationOf, makeBook, requireRecord } from "./internal/reservations.js"
 import type { Allocation, ResourceRequirement } from "./ResourceManager.js"
 
 const NAME = "GpuResourceManager"

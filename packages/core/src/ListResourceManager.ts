@@ -14,9 +14,8 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import { BookedResourceManager } from "./BookedResourceManager.js"
 import { InvalidResourceConfig, InvalidResourceRequirement } from "./Errors.js"
-import { bookedManager, expirationOf, isRecord, makeBook, requireRecord } from "./internal/reservations.js"
+import { BookedResourceManager, bookedManager, expirationOf, isRecord, makeBook, requireRecord } from "./internal/reservations.js"
 import type { ResourceRequirement } from "./ResourceManager.js"
 
 const NAME = "ListResourceManager"
