@@ -17,8 +17,6 @@ const TIGHTER = {
 
 /** Files over the limit when the check came in, with their size then (lines). */
 const ALLOWED = {
-  "packages/core/src/worker/link.ts": 541,
-  "packages/core/src/worker/runtime.ts": 418,
   "packages/executor-docker/src/DockerJobLauncher.ts": 675,
   "packages/executor-process/src/ProcessJobLauncher.ts": 517,
   "packages/executor-slurm/src/SlurmJobLauncher.ts": 586,

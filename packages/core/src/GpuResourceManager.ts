@@ -25,9 +25,8 @@ import { Effect } from "effect"
 import { InvalidResourceConfig, InvalidResourceRequirement } from "./Errors.js"
 import type { GpuInfo } from "./GpuDiscovery.js"
 import { nvidiaSmiDiscovery } from "./GpuDiscovery.js"
-import type { ResourceTokenInvalid } from "./Errors.js"
-import { bookedManager, expirationOf, makeBook, requireRecord } from "./internal/reservations.js"
-import type { Allocation, CheckResult, ResourceManager, ResourceRequirement } from "./ResourceManager.js"
+import { BookedResourceManager, bookedManager, expirationOf, makeBook, requireRecord } from "./internal/reservations.js"
+import type { Allocation, ResourceRequirement } from "./ResourceManager.js"
 
 const NAME = "GpuResourceManager"
 
@@ -161,8 +160,16 @@ const managedGpus = (options: GpuResourceManagerOptions): ReadonlyArray<number> 
  * with `InvalidResourceRequirement`. The constructor throws
  * `InvalidResourceConfig` for options that cannot work; `make` runs discovery
  * and fails with it instead.
+ *
+ * `checkResources` reserves `mem_per_gpu_in_GiB` on each of the first
+ * `num_of_gpus` GPUs that have that much left (and, when exclusive, no job);
+ * 0 GPUs or an empty requirement is ok, reserving nothing. Allocations have the
+ * shape `{ gpus: { "<id>": GiB } }` (`{}` for 0 GPUs); `freeResources` never
+ * raises a GPU above its total. `reportResources` answers `{ exclusive,
+ * resources: [{ gpu_id, memory, total, jobs }], reserved, allocated }` (memory
+ * in GiB).
  */
-export class GpuResourceManager implements ResourceManager {
+export class GpuResourceManager extends BookedResourceManager {
   /** Whether a GPU serves at most one job at a time. */
   readonly exclusive: boolean
   /** The managed GPU ids, in the order they are handed out. */
@@ -187,9 +194,8 @@ export class GpuResourceManager implements ResourceManager {
   /** Builds the manager over an explicit GPU list (or `0..numOfGpus-1`); throws `InvalidResourceConfig`. */
   constructor(options: GpuResourceManagerOptions) {
     const expirationMs = expirationOf(NAME, options?.expirationMs)
-    this.gpuIds = Object.freeze(managedGpus(options))
-    this.exclusive = options.exclusive ?? false
-    const exclusive = this.exclusive
+    const gpuIds = Object.freeze(managedGpus(options))
+    const exclusive = options.exclusive ?? false
     const total = options.memPerGpuInGiB
     const book = makeBook<Request, ReadonlyArray<Slot>, Units>(
       {
@@ -220,55 +226,17 @@ export class GpuResourceManager implements ResourceManager {
         },
         isEmpty: (units) => units.length === 0
       },
-      this.gpuIds.map((id): Slot => ({ id, total, free: total, jobs: 0 })),
+      gpuIds.map((id): Slot => ({ id, total, free: total, jobs: 0 })),
       expirationMs
     )
-    const gpuIds = this.gpuIds
-    const methods = bookedManager(book, {
+    super(bookedManager(book, {
       parse,
       render: (units): Allocation =>
         units.length === 0 ? {} : { gpus: Object.fromEntries(units.map(([i, mem]) => [String(gpuIds[i]), mem])) },
       renderPool: (pool) => pool.map((s) => ({ gpu_id: s.id, memory: s.free, total: s.total, jobs: s.jobs })),
       reportHead: { exclusive }
-    })
-    this.checkResources = methods.checkResources
-    this.cancelResources = methods.cancelResources
-    this.allocateResources = methods.allocateResources
-    this.freeResources = methods.freeResources
-    this.reportResources = methods.reportResources
+    }))
+    this.gpuIds = gpuIds
+    this.exclusive = exclusive
   }
-
-  /**
-   * Reserves `mem_per_gpu_in_GiB` on each of the first `num_of_gpus` GPUs that
-   * have that much left (and, when exclusive, no job) and answers
-   * `{ ok: true, token }`; answers `{ ok: false, token: "" }` when too few
-   * GPUs fit. 0 GPUs or an empty requirement: ok, reserving nothing. Dies with
-   * `InvalidResourceRequirement` for a requirement it cannot read.
-   */
-  readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
-
-  /** Returns the token's reservation to its GPUs; an unknown, expired or allocated token changes nothing. */
-  readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
-
-  /**
-   * Turns the token's reservation into an allocation `{ gpus: { "<id>": GiB } }`
-   * (`{}` for 0 GPUs); the requirement is not consulted. An unknown or expired
-   * token fails with `ResourceTokenInvalid`.
-   */
-  readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
-
-  /**
-   * Returns the memory the token was allocated to its GPUs, never above a
-   * GPU's total. Once per token: a second free, or a token this manager never
-   * allocated, changes nothing. `resources` is not trusted: what was recorded
-   * for the token is what returns.
-   */
-  readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
-
-  /**
-   * `{ exclusive, resources: [{ gpu_id, memory, total, jobs }], reserved: { [token]:
-   * { resources, expiresInMs } }, allocated: { [token]: resources } }` (memory
-   * in GiB), after expiring what is due.
-   */
-  readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
 }

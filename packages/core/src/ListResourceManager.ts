@@ -14,10 +14,9 @@
  * @since 0.1.0
  */
 import { Effect } from "effect"
-import type { ResourceTokenInvalid } from "./Errors.js"
 import { InvalidResourceConfig, InvalidResourceRequirement } from "./Errors.js"
-import { bookedManager, expirationOf, isRecord, makeBook, requireRecord } from "./internal/reservations.js"
-import type { Allocation, CheckResult, ResourceManager, ResourceRequirement } from "./ResourceManager.js"
+import { BookedResourceManager, bookedManager, expirationOf, isRecord, makeBook, requireRecord } from "./internal/reservations.js"
+import type { ResourceRequirement } from "./ResourceManager.js"
 
 const NAME = "ListResourceManager"
 
@@ -62,11 +61,14 @@ const parse = (requirement: ResourceRequirement): Effect.Effect<Request> =>
  * when every requested kind exists and has enough free units; an unknown kind
  * or too few units answers `{ ok: false, token: "" }`. Counts must be
  * non-negative integers: anything else dies with `InvalidResourceRequirement`.
+ * `checkResources` reserves the first free units of each requested kind.
  * Allocations have the shape `{ [kind]: unit[] }` (kinds asked with a count of
- * 0 are left out). The constructor throws `InvalidResourceConfig` when
+ * 0 are left out); `freeResources` returns the units at their original
+ * positions. `reportResources` answers `{ resources: { [kind]: freeUnits[] },
+ * reserved, allocated }`. The constructor throws `InvalidResourceConfig` when
  * `resources` is not a record of arrays or `expirationMs` is not positive.
  */
-export class ListResourceManager implements ResourceManager {
+export class ListResourceManager extends BookedResourceManager {
   /** Builds the manager with every unit free. */
   constructor(options: ListResourceManagerOptions) {
     const expirationMs = expirationOf(NAME, options?.expirationMs)
@@ -106,49 +108,10 @@ export class ListResourceManager implements ResourceManager {
       expirationMs
     )
     const unitsOf = (kind: string, positions: ReadonlyArray<number>) => positions.map((i) => capacity.get(kind)![i])
-    const methods = bookedManager(book, {
+    super(bookedManager(book, {
       parse,
       render: (units) => Object.fromEntries(units.map(([kind, positions]) => [kind, unitsOf(kind, positions)])),
       renderPool: (pool) => Object.fromEntries([...pool].map(([kind, positions]) => [kind, unitsOf(kind, positions)]))
-    })
-    this.checkResources = methods.checkResources
-    this.cancelResources = methods.cancelResources
-    this.allocateResources = methods.allocateResources
-    this.freeResources = methods.freeResources
-    this.reportResources = methods.reportResources
+    }))
   }
-
-  /**
-   * Reserves the first free units of each requested kind and answers
-   * `{ ok: true, token }`; answers `{ ok: false, token: "" }` (reserving
-   * nothing) when a kind is unknown or short. Dies with
-   * `InvalidResourceRequirement` for a non-object requirement or a count that
-   * is not a non-negative integer.
-   */
-  readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
-
-  /** Returns the token's reservation to the pool; an unknown, expired or allocated token changes nothing. */
-  readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
-
-  /**
-   * Turns the token's reservation into an allocation `{ [kind]: unit[] }`; the
-   * requirement is not consulted (the reservation decides). An unknown or
-   * expired token fails with `ResourceTokenInvalid`.
-   */
-  readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
-
-  /**
-   * Returns what the token was allocated to the pool, at the units' original
-   * positions. Once per token: a second free, or a token this manager never
-   * allocated, changes nothing. `resources` is not trusted: what was recorded
-   * for the token is what returns.
-   */
-  readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
-
-  /**
-   * `{ resources: { [kind]: freeUnits[] }, reserved: { [token]: { resources,
-   * expiresInMs } }, allocated: { [token]: resources } }`, after expiring what
-   * is due.
-   */
-  readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
 }

@@ -2,7 +2,8 @@
  * Resource managers: the spec the engine calls, and the shapes it speaks
  * (requirements, allocations, the answer of a check). The implementations
  * (`PassthroughResourceManager`, `ListResourceManager`, `GpuResourceManager`)
- * live beside it, one module each; `ResourceManagerAdapter` turns any
+ * live beside it, one module each (List and Gpu over one reservation book,
+ * `internal/reservations.ts`); `ResourceManagerAdapter` turns any
  * `ResourceManagerLike` into this spec; the managers' errors are in `Errors`.
  *
  * @since 0.1.0

@@ -16,7 +16,7 @@
 import { Clock, Effect, SynchronizedRef } from "effect"
 import { randomUUID } from "node:crypto"
 import { InvalidResourceConfig, InvalidResourceRequirement, ResourceTokenInvalid } from "../Errors.js"
-import type { Allocation, ResourceManager, ResourceRequirement } from "../ResourceManager.js"
+import type { Allocation, CheckResult, ResourceManager, ResourceRequirement } from "../ResourceManager.js"
 
 /** The default lifetime of a reservation: 30 s. */
 export const DEFAULT_EXPIRATION_MS = 30_000
@@ -184,7 +184,8 @@ export interface BookedManagerParts<R, P, U> {
 
 /**
  * The five `ResourceManager` methods of a stateful manager, over one book: the
- * one implementation `ListResourceManager` and `GpuResourceManager` share.
+ * one implementation `ListResourceManager` and `GpuResourceManager` share,
+ * handed to their base `BookedResourceManager` (below).
  * The requirement passed to cancel, allocate and free is never consulted (the
  * token's record decides), so a double or foreign free cannot inflate a pool.
  */
@@ -196,3 +197,59 @@ export const bookedManager = <R, P, U>(book: Book<R, P, U>, parts: BookedManager
   reportResources: () =>
     Effect.map(book.snapshot, (snapshot) => ({ ...parts.reportHead, ...reportOf(snapshot, parts.renderPool, parts.render) }))
 })
+
+/**
+ * The base of `ListResourceManager` and `GpuResourceManager`: the five
+ * `ResourceManager` methods, declared once and implemented by `bookedManager`;
+ * a subclass states only how it reads a requirement, takes units from its pool
+ * and gives them back, and shows an allocation and its pool. Not exported from
+ * the package (the managers' shapes are `ResourceManager`'s).
+ *
+ * A `ResourceManager` over a reservation book. Reservations expire after the
+ * manager's `expirationMs` (default 30 s) on the Effect `Clock`, checked lazily
+ * on every call (no background fiber). The requirement passed to cancel,
+ * allocate and free is never consulted: the token's record decides, so a
+ * double or foreign free cannot inflate the pool.
+ */
+export abstract class BookedResourceManager implements ResourceManager {
+  /**
+   * Reserves units meeting the requirement under a fresh token and answers
+   * `{ ok: true, token }`; answers `{ ok: false, token: "" }`, reserving
+   * nothing, when the pool cannot meet it. Dies with
+   * `InvalidResourceRequirement` for a requirement the manager cannot read.
+   */
+  readonly checkResources: (requirement: ResourceRequirement) => Effect.Effect<CheckResult>
+
+  /** Returns the token's reservation to the pool; an unknown, expired or allocated token changes nothing. */
+  readonly cancelResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<void>
+
+  /**
+   * Turns the token's reservation into an allocation (its shape is the
+   * manager's); the requirement is not consulted (the reservation decides). An
+   * unknown or expired token fails with `ResourceTokenInvalid`.
+   */
+  readonly allocateResources: (requirement: ResourceRequirement, token: string) => Effect.Effect<Allocation, ResourceTokenInvalid>
+
+  /**
+   * Returns what the token was allocated to the pool. Once per token: a second
+   * free, or a token this manager never allocated, changes nothing.
+   * `resources` is not trusted: what was recorded for the token is what returns.
+   */
+  readonly freeResources: (resources: Allocation, token: string) => Effect.Effect<void>
+
+  /**
+   * `{ ...head, resources: pool, reserved: { [token]: { resources, expiresInMs } },
+   * allocated: { [token]: resources } }` (the head and the pool's shape are the
+   * manager's), after expiring what is due.
+   */
+  readonly reportResources: () => Effect.Effect<Readonly<Record<string, unknown>>>
+
+  /** Takes the five methods a subclass built over its reservation book (`bookedManager`). */
+  protected constructor(methods: ResourceManager) {
+    this.checkResources = methods.checkResources
+    this.cancelResources = methods.cancelResources
+    this.allocateResources = methods.allocateResources
+    this.freeResources = methods.freeResources
+    this.reportResources = methods.reportResources
+  }
+}

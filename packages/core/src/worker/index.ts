@@ -19,16 +19,10 @@
  */
 export { ChannelError, ConfigError, UnsafeComponentError } from "./errors.js"
 export type { ReturnCodeName } from "./errors.js"
-export {
-  connectUnix,
-  DEFAULT_ABORT_GRACE_MS,
-  DEFAULT_RECONNECT_MS,
-  DEFAULT_REQUEST_TIMEOUT_MS,
-  RC_FILE_NAME,
-  runJob,
-  runJobWith,
-  SECRET_ENV
-} from "./runtime.js"
+export { DEFAULT_ABORT_GRACE_MS, DEFAULT_RECONNECT_MS, SECRET_ENV } from "./config.js"
+export { RC_FILE_NAME } from "./exit.js"
+export { connectUnix, runJob } from "./runJob.js"
+export { DEFAULT_REQUEST_TIMEOUT_MS, runJobWith } from "./runtime.js"
 export type {
   Credentials,
   Handler,

@@ -1,48 +1,25 @@
 /**
- * The worker's end of the channel: connect, hello, request/reply both ways,
- * and reconnecting when the connection drops. Internal to the worker runtime.
+ * The worker's end of the channel: the link's life (connecting, live, down and
+ * reconnecting, failed, closed), requests both ways over whichever connection
+ * is live, and closing. Internal to the worker runtime; the framing of one
+ * connection is `./connection.ts`, dialling `./dial.ts`, the requests to the
+ * parent `./requests.ts`.
  */
-import { Buffer } from "node:buffer"
+import type { Buffer } from "node:buffer"
 import type { Duplex } from "node:stream"
-import {
-  type DecodeEvent,
-  DEFAULT_MAX_FRAME_BYTES,
-  decodePayload,
-  encodedFrameLength,
-  encodeFrame,
-  encodePayloadBody,
-  FrameDecoder,
-  type FrameHeader,
-  MAX_HEADER_BYTES,
-  parseHeader,
-  PROTOCOL_VERSION
-} from "../protocol/Frame.js"
-import { ChannelError, isConfigError, messageOf } from "./errors.js"
-import { cleanHeaders, encodeChecked, receivedHeaders } from "./payload.js"
-import type { TimerHandle, Timers } from "./timers.js"
+import { type DecodeEvent, decodePayload, FrameDecoder, type FrameHeader } from "../protocol/Frame.js"
+import { type Answer, Conn, toBuffer } from "./connection.js"
+import { dial, type DialHooks, type DialOptions } from "./dial.js"
+import { ChannelError, messageOf } from "./errors.js"
+import { receivedHeaders } from "./payload.js"
+import { Requests } from "./requests.js"
 import type { OutgoingMessage, WorkerMessage } from "./types.js"
 
-/** What a request handler answers. `after` runs once the reply is written. */
-export interface Answer {
-  readonly rc: string
-  readonly payload?: unknown
-  readonly after?: () => void
-}
-
 /** Options of a `ParentLink`. */
-export interface LinkOptions {
-  readonly url: string
-  readonly jobId: string
-  readonly token: string
-  readonly connect: (url: string) => Duplex
+export interface LinkOptions extends DialOptions {
   /** How long to keep trying to (re)connect, in ms. */
   readonly reconnectMs: number
-  /** How long to wait for `hello_ok` on one attempt, in ms. */
-  readonly helloTimeoutMs: number
-  readonly timers: Timers
-  readonly log: (line: string) => void
-  /** Answers the parent's requests (and notifications, whose answer is dropped). */
-  /** Answers a request: at once (replied before the next frame is read) or as a promise. */
+  /** Answers a request: at once (replied before the next frame is read) or as a promise. Notifications' answers are dropped. */
   readonly onRequest: (channel: string, topic: string, message: WorkerMessage) => Answer | Promise<Answer>
   /** The connection dropped and could not be re-established within `reconnectMs`. */
   readonly onGiveUp: () => void
@@ -50,72 +27,29 @@ export interface LinkOptions {
 
 type State = "init" | "connecting" | "live" | "down" | "failed" | "closed"
 
-/** A request to send right after the next hello, before `hello_ok` (pipelined). */
-interface Early {
-  readonly id: number
-  readonly channel: string
-  readonly topic: string
-  readonly chunks: ReadonlyArray<Uint8Array>
-  readonly resolve: (message: WorkerMessage) => void
-  readonly reject: (error: ChannelError) => void
-  readonly timer: TimerHandle
-}
-
-interface Pending {
-  readonly conn: Conn
-  readonly channel: string
-  readonly topic: string
-  readonly resolve: (message: WorkerMessage) => void
-  readonly reject: (error: ChannelError) => void
-  readonly timer: TimerHandle
-}
-
-/** Up to this many bytes, the hello and the requests pipelined behind it are written as one buffer. */
-const EARLY_COALESCE_BYTES = 64 * 1024
-
-const toBuffer = (chunk: unknown): Buffer =>
-  Buffer.isBuffer(chunk)
-    ? chunk
-    : chunk instanceof Uint8Array
-      ? Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-      : Buffer.from(String(chunk), "utf8")
-
-/** One live, authenticated connection. */
-class Conn {
-  alive = true
-  constructor(
-    readonly socket: Duplex,
-    readonly maxFrame: number
-  ) {}
-
-  /** Writes a frame; throws `ChannelError("msg_too_big")` over the parent's limit. */
-  send(header: FrameHeader, payload?: Uint8Array | string): void {
-    let chunks: Array<Uint8Array>
-    try {
-      chunks = encodeFrame(header, payload)
-    } catch (error) {
-      throw new ChannelError("msg_too_big", messageOf(error))
-    }
-    const size = encodedFrameLength(chunks)
-    if (size > this.maxFrame) {
-      throw new ChannelError("msg_too_big", `a frame of ${size} bytes exceeds the parent's limit of ${this.maxFrame} bytes`)
-    }
-    if (!this.alive) return
-    for (const chunk of chunks) this.socket.write(chunk)
-  }
-}
-
 /** The worker's connection to its parent. */
 export class ParentLink {
   private state: State = "init" as State
   private conn: Conn | undefined
   private attemptSocket: Duplex | undefined
-  private nextId = 1
-  private readonly pending = new Map<number, Pending>()
-  private early: Array<Early> = []
+  private readonly requests: Requests
   private waiters: Array<(live: boolean) => void> = []
+  private readonly hooks: DialHooks
 
-  constructor(private readonly options: LinkOptions) {}
+  constructor(private readonly options: LinkOptions) {
+    this.requests = new Requests(options.timers)
+    this.hooks = {
+      isClosed: () => this.isClosed,
+      attemptStarted: (socket) => {
+        this.attemptSocket = socket
+      },
+      attemptEnded: (socket) => {
+        if (this.attemptSocket === socket) this.attemptSocket = undefined
+      },
+      pipelined: () => this.requests.earlyChunks(),
+      install: (socket, maxFrame, rest) => this.install(socket, maxFrame, rest)
+    }
+  }
 
   /** True while connected. */
   get isLive(): boolean {
@@ -128,10 +62,10 @@ export class ParentLink {
    */
   async start(): Promise<void> {
     this.state = "connecting"
-    const ok = await this.connectLoop(Date.now() + this.options.reconnectMs)
+    const ok = await dial(this.options, this.hooks, Date.now() + this.options.reconnectMs)
     if (ok) return
     if (!this.isClosed) this.setState("failed")
-    this.failEarly("could not connect to the parent")
+    this.requests.failEarly("could not connect to the parent")
     throw new ChannelError(
       "target_unreachable",
       `could not connect to the parent at ${this.options.url} within ${this.options.reconnectMs} ms`
@@ -160,34 +94,7 @@ export class ParentLink {
     onAnswer?: () => void
   ): Promise<WorkerMessage> {
     if (this.state !== "init" && this.state !== "connecting") return this.request(channel, topic, message, timeoutMs)
-    let chunks: Array<Uint8Array>
-    const id = this.nextId++
-    try {
-      const encoded = encodeChecked(message?.payload)
-      chunks = encodeFrame({ kind: "request", id, channel, topic, enc: encoded.enc, headers: cleanHeaders(message?.headers) }, encoded.body)
-    } catch (error) {
-      return Promise.reject(new ChannelError("invalid_request", `cannot send ${channel}/${topic}: ${messageOf(error)}`))
-    }
-    return new Promise<WorkerMessage>((resolveReply, rejectReply) => {
-      const resolve = (reply: WorkerMessage): void => {
-        onAnswer?.()
-        resolveReply(reply)
-      }
-      // an error reply is an answer too; target_unreachable and timeout are not
-      const reject = (error: ChannelError): void => {
-        if (error.code !== "target_unreachable" && error.code !== "timeout") onAnswer?.()
-        rejectReply(error)
-      }
-      const timer = this.options.timers.after(timeoutMs, () => {
-        // still waiting for a connection, or sent on one and waiting for the reply
-        const index = this.early.findIndex((e) => e.id === id)
-        if (index >= 0) this.early.splice(index, 1)
-        else if (this.pending.get(id)?.timer === timer) this.pending.delete(id)
-        else return
-        reject(new ChannelError("timeout", `no reply to ${channel}/${topic} within ${timeoutMs} ms`))
-      })
-      this.early.push({ id, channel, topic, chunks, resolve, reject, timer })
-    })
+    return this.requests.afterHello(channel, topic, message, timeoutMs, onAnswer)
   }
 
   /** A request to the parent; see `JobContext.request`. */
@@ -196,31 +103,7 @@ export class ParentLink {
     if (conn === undefined || this.state !== "live") {
       return Promise.reject(new ChannelError("target_unreachable", `not connected to the parent (request ${channel}/${topic})`))
     }
-    let encoded: ReturnType<typeof encodeChecked>
-    try {
-      encoded = encodeChecked(message?.payload)
-    } catch (error) {
-      return Promise.reject(new ChannelError("invalid_request", `cannot send ${channel}/${topic}: ${messageOf(error)}`))
-    }
-    const id = this.nextId++
-    return new Promise<WorkerMessage>((resolve, reject) => {
-      const timer = this.options.timers.after(timeoutMs, () => {
-        if (this.pending.get(id)?.timer !== timer) return
-        this.pending.delete(id)
-        reject(new ChannelError("timeout", `no reply to ${channel}/${topic} within ${timeoutMs} ms`))
-      })
-      this.pending.set(id, { conn, channel, topic, resolve, reject, timer })
-      try {
-        conn.send(
-          { kind: "request", id, channel, topic, enc: encoded.enc, headers: cleanHeaders(message?.headers) },
-          encoded.body
-        )
-      } catch (error) {
-        this.pending.delete(id)
-        this.options.timers.cancel(timer)
-        reject(error instanceof ChannelError ? error : new ChannelError("comm_error", messageOf(error)))
-      }
-    })
+    return this.requests.send(conn, channel, topic, message, timeoutMs)
   }
 
   /**
@@ -233,8 +116,8 @@ export class ParentLink {
     this.attemptSocket?.destroy()
     const conn = this.conn
     this.conn = undefined
-    this.failPending(undefined, "the worker is exiting")
-    this.failEarly("the worker is exiting")
+    this.requests.failPending(undefined, "the worker is exiting")
+    this.requests.failEarly("the worker is exiting")
     if (conn === undefined || previous !== "live" || !conn.alive) return
     conn.alive = false
     const socket = conn.socket
@@ -270,99 +153,6 @@ export class ParentLink {
     }
   }
 
-  private async connectLoop(deadline: number): Promise<boolean> {
-    let delay = 50
-    while (true) {
-      if (this.isClosed) return false
-      const remaining = deadline - Date.now()
-      if (remaining <= 0) return false
-      if (await this.attempt(Math.min(this.options.helloTimeoutMs, remaining))) return true
-      const wait = Math.min(delay, deadline - Date.now())
-      if (wait > 0 && !this.isClosed) await this.options.timers.sleep(wait)
-      delay = Math.min(delay * 2, 1000)
-    }
-  }
-
-  /** One connection attempt: connect, hello, wait for hello_ok. Installs the connection on success. */
-  private attempt(timeoutMs: number): Promise<boolean> {
-    return new Promise<boolean>((resolve, reject) => {
-      let socket: Duplex
-      try {
-        socket = this.options.connect(this.options.url)
-      } catch (error) {
-        if (isConfigError(error)) return reject(error)
-        this.options.log(`flexec worker: cannot connect to ${this.options.url}: ${messageOf(error)}`)
-        return resolve(false)
-      }
-      this.attemptSocket = socket
-      let lastError: string | undefined
-      // a permanent listener: a socket error must never crash the job
-      socket.on("error", (error: Error) => {
-        lastError = error.message
-      })
-      let buffered: Buffer = Buffer.alloc(0)
-      let done = false
-      const finish = (installed: boolean, why?: string): void => {
-        if (done) return
-        done = true
-        this.options.timers.cancel(timer)
-        socket.off("data", onData)
-        socket.off("end", onGone)
-        socket.off("close", onGone)
-        if (this.attemptSocket === socket) this.attemptSocket = undefined
-        if (!installed) {
-          socket.destroy()
-          if (why !== undefined && !this.isClosed) this.options.log(`flexec worker: ${why}`)
-        }
-        resolve(installed)
-      }
-      const onGone = (): void =>
-        finish(false, lastError === undefined ? undefined : `cannot connect to ${this.options.url}: ${lastError}`)
-      const onData = (chunk: unknown): void => {
-        const bytes = toBuffer(chunk)
-        buffered = buffered.length === 0 ? bytes : Buffer.concat([buffered, bytes])
-        if (buffered.length < 8) return
-        const length = buffered.readUInt32BE(0)
-        const headerLength = buffered.readUInt32BE(4)
-        if (length < 4 || headerLength > length - 4 || length > 4 + MAX_HEADER_BYTES) {
-          return finish(false, "the parent's answer to hello is not a valid frame")
-        }
-        if (buffered.length < 4 + length) return
-        const header = parseHeader(buffered.subarray(8, 8 + headerLength))
-        if (typeof header === "string") return finish(false, `the parent's answer to hello is malformed: ${header}`)
-        if (header.kind !== "hello_ok" || length !== 4 + headerLength) {
-          return finish(false, `the parent answered hello with ${JSON.stringify(header.kind)}, not hello_ok`)
-        }
-        if (header.version !== undefined && header.version !== PROTOCOL_VERSION) {
-          return finish(false, `the parent speaks protocol version ${String(header.version)}, not ${PROTOCOL_VERSION}`)
-        }
-        const maxFrame =
-          typeof header.maxFrame === "number" && Number.isSafeInteger(header.maxFrame) && header.maxFrame > 0
-            ? header.maxFrame
-            : DEFAULT_MAX_FRAME_BYTES
-        const rest = buffered.subarray(4 + length)
-        finish(true)
-        this.install(socket, maxFrame, rest)
-      }
-      const timer = this.options.timers.after(timeoutMs, () => finish(false, `no hello_ok from the parent within ${timeoutMs} ms`))
-      socket.on("data", onData)
-      socket.once("end", onGone)
-      socket.once("close", onGone)
-      try {
-        const chunks = encodeFrame({ kind: "hello", version: PROTOCOL_VERSION, jobId: this.options.jobId, token: this.options.token })
-        // pipelined: the parent reads them once it has accepted the hello
-        for (const early of this.early) chunks.push(...early.chunks)
-        // small frames go out together: one write, and the parent reads hello and Started at once
-        let size = 0
-        for (const chunk of chunks) size += chunk.byteLength
-        if (chunks.length > 1 && size <= EARLY_COALESCE_BYTES) socket.write(Buffer.concat(chunks, size))
-        else for (const chunk of chunks) socket.write(chunk)
-      } catch (error) {
-        finish(false, `cannot send hello: ${messageOf(error)}`)
-      }
-    })
-  }
-
   /** Makes a connection live (synchronously, so that no data is missed). */
   private install(socket: Duplex, maxFrame: number, rest: Buffer): void {
     if (this.state === "closed") {
@@ -378,9 +168,7 @@ export class ParentLink {
     }
     const onGone = (): void => this.lost(conn, "the parent closed the connection")
     // the requests sent with the hello now wait on this connection
-    for (const e of this.early.splice(0)) {
-      this.pending.set(e.id, { conn, channel: e.channel, topic: e.topic, resolve: e.resolve, reject: e.reject, timer: e.timer })
-    }
+    this.requests.adoptEarly(conn)
     socket.on("data", onData)
     socket.once("end", onGone)
     socket.once("close", onGone)
@@ -393,17 +181,18 @@ export class ParentLink {
     conn.alive = false
     conn.socket.destroy()
     if (this.conn === conn) this.conn = undefined
-    this.failPending(conn, `the connection to the parent was lost: ${reason}`)
+    this.requests.failPending(conn, `the connection to the parent was lost: ${reason}`)
     if (this.state !== "live") return
     this.state = "down"
     this.options.log(`flexec worker: ${reason}; reconnecting for up to ${this.options.reconnectMs} ms`)
     void this.reconnect()
   }
 
+  /** Dials again for `reconnectMs` after the live connection was lost; gives up (`onGiveUp`) when that fails. */
   private async reconnect(): Promise<void> {
     let ok: boolean
     try {
-      ok = await this.connectLoop(Date.now() + this.options.reconnectMs)
+      ok = await dial(this.options, this.hooks, Date.now() + this.options.reconnectMs)
     } catch (error) {
       this.options.log(`flexec worker: cannot reconnect: ${messageOf(error)}`)
       ok = false
@@ -417,22 +206,6 @@ export class ParentLink {
     this.options.onGiveUp()
   }
 
-  private failEarly(reason: string): void {
-    for (const e of this.early.splice(0)) {
-      this.options.timers.cancel(e.timer)
-      e.reject(new ChannelError("target_unreachable", `${e.channel}/${e.topic}: ${reason}`))
-    }
-  }
-
-  private failPending(conn: Conn | undefined, reason: string): void {
-    for (const [id, pending] of this.pending) {
-      if (conn !== undefined && pending.conn !== conn) continue
-      this.pending.delete(id)
-      this.options.timers.cancel(pending.timer)
-      pending.reject(new ChannelError("target_unreachable", `${pending.channel}/${pending.topic}: ${reason}`))
-    }
-  }
-
   private onEvent(conn: Conn, event: DecodeEvent): void {
     if (!conn.alive) return
     switch (event.type) {
@@ -444,15 +217,9 @@ export class ParentLink {
           `flexec worker: discarded a ${header.kind} frame of ${event.size} bytes (limit ${conn.maxFrame})`
         )
         if (header.kind === "request" && header.id !== undefined) {
-          this.reply(conn, header.id, { rc: "msg_too_big" })
+          conn.reply(header.id, { rc: "msg_too_big" }, this.options.log)
         } else if (header.kind === "reply" && header.id !== undefined) {
-          const pending = this.take(conn, header.id)
-          pending?.reject(
-            new ChannelError(
-              "msg_too_big",
-              `the reply to ${pending.channel}/${pending.topic} (${event.size} bytes) exceeds the limit of ${conn.maxFrame} bytes`
-            )
-          )
+          this.requests.replyTooBig(conn, header.id, event.size)
         } else if (header.kind === "hello" || header.kind === "hello_ok") {
           this.lost(conn, `unexpected ${header.kind} frame from the parent`)
         }
@@ -461,14 +228,6 @@ export class ParentLink {
       case "frame":
         return this.onFrame(conn, event.header, event.payload)
     }
-  }
-
-  private take(conn: Conn, id: number): Pending | undefined {
-    const pending = this.pending.get(id)
-    if (pending === undefined || pending.conn !== conn) return undefined
-    this.pending.delete(id)
-    this.options.timers.cancel(pending.timer)
-    return pending
   }
 
   private onFrame(conn: Conn, header: FrameHeader, bytes: Buffer): void {
@@ -486,22 +245,14 @@ export class ParentLink {
       return this.lost(conn, `malformed payload from the parent (${messageOf(error)})`)
     }
     const message: WorkerMessage = { headers: receivedHeaders(header.headers), payload: payload as WorkerMessage["payload"] }
-    if (kind === "reply") {
-      // a reply to nothing pending (e.g. late, after a timeout) is dropped
-      const pending = this.take(conn, header.id!)
-      if (pending === undefined) return
-      const rc = header.rc ?? "ok"
-      if (rc === "ok") return pending.resolve(message)
-      const detail = typeof payload === "string" ? `: ${payload}` : ""
-      return pending.reject(new ChannelError(rc, `${pending.channel}/${pending.topic} failed with ${rc}${detail}`, payload))
-    }
+    if (kind === "reply") return this.requests.reply(conn, header.id!, header.rc ?? "ok", message)
     const { channel, topic } = header
     if (channel === undefined || topic === undefined) {
-      if (kind === "request") this.reply(conn, header.id!, { rc: "invalid_request", payload: "a request needs a channel and a topic" })
+      if (kind === "request") conn.reply(header.id!, { rc: "invalid_request", payload: "a request needs a channel and a topic" }, this.options.log)
       return
     }
     const answered = (answer: Answer) => {
-      if (kind === "request") this.reply(conn, header.id!, answer)
+      if (kind === "request") conn.reply(header.id!, answer, this.options.log)
       answer.after?.()
     }
     let answer: Answer | Promise<Answer>
@@ -512,30 +263,7 @@ export class ParentLink {
     }
     if (!(answer instanceof Promise)) return answered(answer)
     void answer.then(answered, (error: unknown) => {
-      if (kind === "request") this.reply(conn, header.id!, { rc: "process_exception", payload: messageOf(error) })
+      if (kind === "request") conn.reply(header.id!, { rc: "process_exception", payload: messageOf(error) }, this.options.log)
     })
-  }
-
-  /** Sends a reply on the connection the request came in on (dropped if that one is gone). */
-  private reply(conn: Conn, id: number, answer: Answer): void {
-    if (!conn.alive) return
-    let rc = answer.rc
-    let encoded: ReturnType<typeof encodePayloadBody>
-    try {
-      encoded = encodeChecked(answer.payload)
-    } catch (error) {
-      rc = "process_exception"
-      encoded = encodePayloadBody(`the reply cannot be sent: ${messageOf(error)}`)
-    }
-    try {
-      conn.send({ kind: "reply", id, rc, enc: encoded.enc }, encoded.body)
-    } catch (error) {
-      this.options.log(`flexec worker: reply ${id}: ${messageOf(error)}`)
-      try {
-        conn.send({ kind: "reply", id, rc: "msg_too_big", enc: "none" })
-      } catch {
-        // nothing more can be said
-      }
-    }
   }
 }

@@ -5,7 +5,7 @@
  */
 import { ClientStatus } from "../Status.js"
 import { messageOf } from "./errors.js"
-import type { Answer } from "./link.js"
+import type { Answer } from "./connection.js"
 import { payloadProblem } from "./payload.js"
 import type { LogLevel, ReportErrorOptions, WorkerMessage } from "./types.js"
 
