@@ -28,6 +28,7 @@ import { BackendUnavailable, JobAlreadyRegistered, JobNotFound, TargetUnreachabl
 import type { InstanceInUse, InvalidClient, InvalidJobId, RequestError } from "./Errors.js"
 import type { JobExecutorOptions } from "./ExecutorOptions.js"
 import { checkJobId, decodeClientInfo, decodeJobId } from "./JobId.js"
+import { ChannelTransport } from "./protocol/ChannelTransport.js"
 import type { JobId } from "./JobId.js"
 import type { Message } from "./Message.js"
 import { ClientStatus, statusMessage, Topic } from "./Status.js"
@@ -83,6 +84,8 @@ export const makeJobExecutor = (
       events: makeEventHub(),
       jobsScope,
       runtime: yield* Effect.runtime<never>(),
+      // the executor's layer decides the transport, not the fiber that calls startApp
+      transport: yield* ChannelTransport,
       closing: false
     }
     const { registry, events } = engine

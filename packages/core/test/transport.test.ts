@@ -20,6 +20,9 @@ import type { ChannelTransportService } from "../src/protocol/Transport.js"
 import { encodeFrame, FrameDecoder } from "../src/protocol/Frame.js"
 import type { DecodeEvent } from "../src/protocol/Frame.js"
 import { runJobWith } from "../src/worker/runtime.js"
+import { makeJobExecutor } from "../src/JobExecutor.js"
+import { makeMemoryLauncher } from "./support/memoryLauncher.js"
+import { deploy, tempDir } from "./support/setup.js"
 
 const base = fs.mkdtempSync(path.join(os.tmpdir(), "fxt-"))
 afterAll(() => fs.rmSync(base, { recursive: true, force: true }))
@@ -231,6 +234,30 @@ describe("ChannelTransport: the seam the channel server listens through", () => 
       expect(events[0]).toMatchObject({ type: "frame", header: { kind: "hello_ok", version: 1 } })
       yield* channel.awaitConnected
       job.destroy()
+    })
+  )
+})
+
+describe("the executor's transport", () => {
+  it.scopedLive("is read once when the executor is made: jobs started from a fiber without it still listen through it", () =>
+    Effect.gen(function* () {
+      const memory = memoryTransport()
+      const urls: Array<string> = []
+      const workspace = yield* tempDir("flexec-ws-")
+      const runtimeDir = yield* tempDir("flexec-rt-")
+      const launcher = makeMemoryLauncher(() => (c) => {
+        urls.push(c.request.channel.url)
+        c.worker({ run: () => 0 })
+      })
+      // the transport is provided to the executor's making only
+      const executor = yield* makeJobExecutor({ client: { clientName: "site-1" }, launcher, runtimeDir }).pipe(
+        Effect.provide(ChannelTransport.layer(memory.service))
+      )
+      deploy(workspace, "job-1")
+      yield* executor.startApp({ jobId: "job-1", args: { workspace } })
+      expect(yield* executor.awaitCompletion("job-1")).toMatchObject({ returnCode: 0 })
+      expect(urls).toEqual([expect.stringMatching(/^memory:\/\/job-1\//)])
+      expect(memory.listening()).toBe(0)
     })
   )
 })

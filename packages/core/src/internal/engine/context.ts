@@ -9,6 +9,7 @@ import type { ExecutorEvent } from "../../ClientExecutor.js"
 import type { ClientInfo } from "../../JobId.js"
 import type { JobLauncher } from "../../JobLauncher.js"
 import type { JobExecutorOptions } from "../../ExecutorOptions.js"
+import type { ChannelTransportService } from "../../protocol/Transport.js"
 import type { WorkerRuntimeFiles } from "../workerRuntime.js"
 import type { EventHub } from "./events.js"
 import type { Registry } from "./registry.js"
@@ -29,6 +30,8 @@ export interface Engine {
   readonly jobsScope: Scope.Scope
   /** The executor's runtime (its clock, its logger), for Effects run from callbacks. */
   readonly runtime: Runtime.Runtime<never>
+  /** The transport every job's channel listens through: read once when the executor is made. */
+  readonly transport: ChannelTransportService
   /** Set once the executor closes: `startApp` refuses from then on. */
   closing: boolean
 }

@@ -9,6 +9,7 @@ import { ExecutorEvent } from "../../ClientExecutor.js"
 import { JobAborted, LaunchFailed } from "../../Errors.js"
 import type { ChannelInfo, JobHandle, LaunchRequest } from "../../JobLauncher.js"
 import { bindJobChannel } from "../../protocol/ChannelServer.js"
+import { ChannelTransport } from "../../protocol/ChannelTransport.js"
 import { handleProblem, launchErrorOf } from "../backendGuard.js"
 import { removeRcFile } from "../rcFile.js"
 import type { Engine } from "./context.js"
@@ -83,7 +84,7 @@ const launchPhase = (engine: Engine, entry: Entry, build: (channel: ChannelInfo)
       helloTimeout: engine.settings.helloTimeout,
       onRequest: jobRequestHandler(engine, entry),
       ...(runAs ? { owner: runAs } : {})
-    }).pipe(Scope.extend(entry.jobScope))
+    }).pipe(Effect.provideService(ChannelTransport, engine.transport), Scope.extend(entry.jobScope))
     const handle = yield* guardedLaunch(engine, entry, build(bound.info))
     entry.channel = yield* bound.serve.pipe(Scope.extend(entry.jobScope))
     return handle

@@ -13,6 +13,7 @@ import { ExecutorEvent } from "../../ClientExecutor.js"
 import { BackendUnavailable } from "../../Errors.js"
 import type { RecoveredJob } from "../../JobLauncher.js"
 import { openJobChannel } from "../../protocol/ChannelServer.js"
+import { ChannelTransport } from "../../protocol/ChannelTransport.js"
 import { ClientStatus } from "../../Status.js"
 import { BackendFault, boundedCall, describeValue, handleProblem } from "../backendGuard.js"
 import type { Engine } from "./context.js"
@@ -59,6 +60,7 @@ const adoptJob = (engine: Engine, recovered: Array<RecoveryRecord>, job: Recover
       onRequest: jobRequestHandler(engine, entry),
       ...(runAs ? { owner: runAs } : {})
     }).pipe(
+      Effect.provideService(ChannelTransport, engine.transport),
       Scope.extend(entry.jobScope),
       Effect.mapError((e) => new BackendUnavailable({ backend: engine.launcher.name, detail: e.message }))
     )
