@@ -16,9 +16,7 @@ const ALLOWED = {
   "packages/core/src/worker/runtime.ts": 418,
   "packages/executor-docker/src/DockerJobLauncher.ts": 675,
   "packages/executor-process/src/ProcessJobLauncher.ts": 517,
-  "packages/executor-slurm/src/SlurmJobLauncher.ts": 586,
-  "packages/testing/src/conformance/groups.ts": 1154,
-  "packages/testing/src/conformance/harness.ts": 459
+  "packages/executor-slurm/src/SlurmJobLauncher.ts": 586
 }
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
