@@ -10,6 +10,7 @@ import { makeJobExecutor } from "@flexec/core"
 import { Cause, Duration, Effect, Exit, Queue, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { delegating } from "../internal/delegate.js"
 import { mockClient } from "../mocks.js"
 import type { ConformanceContext } from "./context.js"
 import { buildLauncher, SUITE_BACKEND_SLACK_MS, testRunLabel, tempRoot } from "./context.js"
@@ -56,19 +57,22 @@ export interface HarnessOptions {
   readonly skipLeakChecks?: boolean
 }
 
-/** Wraps a launcher so the suite sees the requests and handles (other members delegate to the original). */
-const recording = (launcher: JobLauncher, requests: Map<string, LaunchRequest>, handles: Map<string, JobHandle>): JobLauncher => {
-  const wrapper = Object.create(launcher) as { -readonly [K in keyof JobLauncher]: JobLauncher[K] }
-  wrapper.launch = (request) =>
-    Effect.tap(
-      Effect.suspend(() => {
-        requests.set(request.jobId, request)
-        return launcher.launch(request)
-      }),
-      (handle) => Effect.sync(() => void handles.set(request.jobId, handle))
-    )
-  return wrapper
-}
+/**
+ * Wraps a launcher so the suite sees the requests and handles; every other member
+ * delegates to the original (a class-based launcher's getters and methods run on
+ * the instance itself).
+ */
+const recording = (launcher: JobLauncher, requests: Map<string, LaunchRequest>, handles: Map<string, JobHandle>): JobLauncher =>
+  delegating(launcher, {
+    launch: (request: LaunchRequest) =>
+      Effect.tap(
+        Effect.suspend(() => {
+          requests.set(request.jobId, request)
+          return launcher.launch(request)
+        }),
+        (handle) => Effect.sync(() => void handles.set(request.jobId, handle))
+      )
+  })
 
 /**
  * Runs one test body in a fresh harness, then the leak checks. Returns a

@@ -12,6 +12,7 @@ import { ClientStatus, makeJobExecutor } from "@flexec/core"
 import { Deferred, Effect, Exit, Option, Scope } from "effect"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { delegating } from "../../internal/delegate.js"
 import { expect } from "../../internal/vitest.js"
 import { mockClient } from "../../mocks.js"
 import type { Harness } from "../harness.js"
@@ -69,7 +70,7 @@ export const orphanOf = (h: Harness, suffix: string, fixture: ConformanceFixture
     const drop = yield* Deferred.make<JobExit>()
     let real: JobHandle | undefined
     const first = yield* buildLauncher(common.makeLauncher, context).pipe(Scope.extend(detached))
-    const dropping: JobLauncher = Object.assign(Object.create(first) as JobLauncher, {
+    const dropping: JobLauncher = delegating(first, {
       launch: (request: LaunchRequest) =>
         first.launch(request).pipe(
           Scope.extend(detached),
@@ -100,7 +101,7 @@ export const recoverWith = (h: Harness, orphan: Pick<Orphan, "context">) =>
   Effect.gen(function* () {
     const launcher = yield* buildLauncher(h.common.makeLauncher, orphan.context)
     const found: Array<RecoveredJob> = []
-    const recording: JobLauncher = Object.assign(Object.create(launcher) as JobLauncher, {
+    const recording: JobLauncher = delegating(launcher, {
       recover: (id: string) =>
         launcher.recover ? launcher.recover(id).pipe(Effect.tap((jobs) => Effect.sync(() => void found.push(...jobs)))) : Effect.succeed([])
     })
