@@ -7,7 +7,9 @@
  *
  * Each wrapper keeps everything else of the launcher it wraps (its name, its
  * capabilities and any extra members, such as `InMemoryLauncher.running`), so
- * leak checks still see the real jobs.
+ * leak checks still see the real jobs; it delegates to the launcher, so a
+ * class-based launcher keeps its prototype methods and getters, called on the
+ * instance itself (its private fields work). Handles are wrapped the same way.
  *
  * @example
  * const launcher = yield* InMemoryJobLauncher.make()
@@ -19,6 +21,7 @@
 import type { JobHandle, JobLauncher, LaunchRequest } from "@flexec/core"
 import { BackendUnavailable, LaunchFailed } from "@flexec/core"
 import { Duration, Effect } from "effect"
+import { delegating } from "./internal/delegate.js"
 
 /** The backend calls a wrapper can break. */
 export type BrokenCall = "terminate" | "wait" | "poll" | "recover" | "validate"
@@ -62,10 +65,10 @@ const brokenFunction = (call: string, how: Breakage) => (): Effect.Effect<never>
 export const mapHandles = <L extends JobLauncher>(
   launcher: L,
   f: (handle: JobHandle, request: LaunchRequest) => unknown
-): L => ({
-  ...launcher,
-  launch: (request: LaunchRequest) => Effect.map(launcher.launch(request), (handle) => f(handle, request) as JobHandle)
-})
+): L =>
+  delegating(launcher, {
+    launch: (request: LaunchRequest) => Effect.map(launcher.launch(request), (handle) => f(handle, request) as JobHandle)
+  })
 
 /**
  * `launcher` with one call broken as `how` says: a handle's `terminate`, `wait`
@@ -75,15 +78,15 @@ export const mapHandles = <L extends JobLauncher>(
 export const brokenCall = <L extends JobLauncher>(launcher: L, call: BrokenCall, how: Breakage): L => {
   switch (call) {
     case "terminate":
-      return mapHandles(launcher, (h) => ({ ...h, terminate: brokenFunction("terminate", how) }))
+      return mapHandles(launcher, (h) => delegating(h, { terminate: brokenFunction("terminate", how) }))
     case "wait":
-      return mapHandles(launcher, (h) => ({ ...h, wait: brokenEffect("wait", how) }))
+      return mapHandles(launcher, (h) => delegating(h, { wait: brokenEffect("wait", how) }))
     case "poll":
-      return mapHandles(launcher, (h) => ({ ...h, poll: brokenEffect("poll", how) }))
+      return mapHandles(launcher, (h) => delegating(h, { poll: brokenEffect("poll", how) }))
     case "recover":
-      return { ...launcher, recover: brokenFunction("recover", how) }
+      return delegating(launcher, { recover: brokenFunction("recover", how) })
     case "validate":
-      return { ...launcher, validate: brokenFunction("validate", how) }
+      return delegating(launcher, { validate: brokenFunction("validate", how) })
   }
 }
 
@@ -94,15 +97,14 @@ export const brokenCall = <L extends JobLauncher>(launcher: L, call: BrokenCall,
 const waitBreaksAfterTerminate = <L extends JobLauncher>(launcher: L, broken: Effect.Effect<never, BackendUnavailable>): L =>
   mapHandles(launcher, (h) => {
     let terminated = false
-    return {
-      ...h,
+    return delegating(h, {
       terminate: (options?: Parameters<JobHandle["terminate"]>[0]) =>
         Effect.suspend(() => {
           terminated = true
           return h.terminate(options)
         }),
       wait: Effect.suspend(() => (terminated ? broken : Effect.flatMap(h.wait, (exit) => (terminated ? broken : Effect.succeed(exit)))))
-    }
+    })
   })
 
 /**
@@ -133,7 +135,7 @@ export const launchWithoutHandle = <L extends JobLauncher>(launcher: L, value: u
 /** `launcher` whose handles lack `members` (e.g. `["wait"]`, `["terminate"]`). */
 export const handleWithout = <L extends JobLauncher>(launcher: L, members: ReadonlyArray<"wait" | "terminate" | "poll">): L =>
   mapHandles(launcher, (h) => {
-    const copy: Record<string, unknown> = { ...h }
+    const copy = delegating(h) as unknown as Record<string, unknown>
     for (const member of members) delete copy[member]
     return copy
   })
@@ -152,19 +154,19 @@ export const launchFailingAfter = <L extends JobLauncher>(
   launcher: L,
   after: Duration.DurationInput,
   how: LaunchFailure = "LaunchFailed"
-): L => ({
-  ...launcher,
-  launch: (request: LaunchRequest) => {
-    if (how === "throw") throw new Error(brokenMessage("launch"))
-    const failure: Effect.Effect<never, LaunchFailed | Error> =
-      how === "LaunchFailed"
-        ? Effect.fail(new LaunchFailed({ jobId: request.jobId, reason: brokenMessage("launch") }))
-        : how === "defect"
-        ? Effect.die(new Error(brokenMessage("launch")))
-        : Effect.fail(new Error(brokenMessage("launch")))
-    return launcher.launch(request).pipe(
-      Effect.zipRight(Duration.toMillis(Duration.decode(after)) > 0 ? Effect.sleep(after) : Effect.void),
-      Effect.zipRight(failure)
-    ) as ReturnType<JobLauncher["launch"]>
-  }
-})
+): L =>
+  delegating(launcher, {
+    launch: (request: LaunchRequest) => {
+      if (how === "throw") throw new Error(brokenMessage("launch"))
+      const failure: Effect.Effect<never, LaunchFailed | Error> =
+        how === "LaunchFailed"
+          ? Effect.fail(new LaunchFailed({ jobId: request.jobId, reason: brokenMessage("launch") }))
+          : how === "defect"
+          ? Effect.die(new Error(brokenMessage("launch")))
+          : Effect.fail(new Error(brokenMessage("launch")))
+      return launcher.launch(request).pipe(
+        Effect.zipRight(Duration.toMillis(Duration.decode(after)) > 0 ? Effect.sleep(after) : Effect.void),
+        Effect.zipRight(failure)
+      ) as ReturnType<JobLauncher["launch"]>
+    }
+  })

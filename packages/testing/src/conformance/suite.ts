@@ -4,9 +4,9 @@
  * @since 0.1.0
  */
 import { describe } from "../internal/vitest.js"
-import { allGroups } from "./groups.js"
-import type { ConformanceContext, ConformanceOptions } from "./harness.js"
-import { makeContext } from "./harness.js"
+import type { ConformanceContext, ConformanceOptions } from "./context.js"
+import { makeContext } from "./context.js"
+import { allGroups } from "./groups/index.js"
 
 /**
  * Registers the conformance suite (one `describe` named `options.name`, a

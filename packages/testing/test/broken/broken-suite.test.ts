@@ -4,7 +4,7 @@
  * otherwise). Only that group is registered: every group runs alone.
  */
 import { describe, it } from "vitest"
-import * as groups from "../../src/conformance/groups.js"
+import * as groups from "../../src/conformance/groups/index.js"
 import { makeConformanceContext } from "../../src/index.js"
 import { brokenLaunchers } from "./launchers.js"
 import { groupsByName } from "./run.js"

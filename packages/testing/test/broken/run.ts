@@ -6,9 +6,9 @@ import { execFile } from "node:child_process"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
-import type { GroupInput } from "../../src/conformance/groups.js"
+import type { GroupInput } from "../../src/conformance/groups/index.js"
 
-type Groups = typeof import("../../src/conformance/groups.js")
+type Groups = typeof import("../../src/conformance/groups/index.js")
 
 /** The groups by the name of their describe. */
 export const groupsByName = (g: Groups): Record<string, (input: GroupInput) => void> => ({
