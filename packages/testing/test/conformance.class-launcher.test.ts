@@ -27,8 +27,10 @@ class ClassBasedLauncher implements JobLauncher {
   running(): number {
     return this.#inner.running()
   }
-  // an own property, not a prototype method: the engine calls `validate` detached from the launcher
-  readonly validate = (meta: JobMeta, site: string) => this.#inner.validate!(meta, site)
+  // a prototype method using `this`: the engine calls it on the launcher
+  validate(meta: JobMeta, site: string): ReturnType<NonNullable<JobLauncher["validate"]>> {
+    return this.#inner.validate!(meta, site)
+  }
 }
 
 conformanceSuite({

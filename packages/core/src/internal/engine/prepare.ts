@@ -97,9 +97,9 @@ export const checkGpuCount = (jobId: string, meta: JobMeta, site: string, gpus: 
  * job); a hang, a defect or an undeclared error is the backend's fault: `LaunchFailed`.
  */
 const validateWithBackend = (launcher: JobLauncher, jobId: JobId, meta: JobMeta, site: string, slack: Duration.Duration) => {
-  const validate = launcher.validate
-  if (validate === undefined) return Effect.void
-  return boundedCall(launcher.name, `job ${jobId}: validate`, () => validate(meta, site), slack).pipe(
+  if (launcher.validate === undefined) return Effect.void
+  // called on the launcher: a class's method keeps its `this`
+  return boundedCall(launcher.name, `job ${jobId}: validate`, () => launcher.validate!(meta, site), slack).pipe(
     Effect.mapError((e): InvalidJobMeta | LaunchFailed => {
       if (e instanceof BackendFault) return new LaunchFailed({ jobId, reason: e.message })
       if ((e as { _tag?: unknown } | null)?._tag !== "InvalidJobMeta") {

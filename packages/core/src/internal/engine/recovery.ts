@@ -74,8 +74,8 @@ const adoptJob = (engine: Engine, recovered: Array<RecoveryRecord>, job: Recover
 /** The backend's leftovers, bounded: a recover that hangs or throws fails the executor's start, it does not hang it. */
 const leftovers = (engine: Engine): Effect.Effect<ReadonlyArray<RecoveredJob>, BackendUnavailable> => {
   const { launcher, settings } = engine
-  const recover = launcher.recover!
-  return boundedCall(launcher.name, "recover", () => recover(settings.instanceId), settings.stepTimeout).pipe(
+  // called on the launcher: a class's method keeps its `this`
+  return boundedCall(launcher.name, "recover", () => launcher.recover!(settings.instanceId), settings.stepTimeout).pipe(
     Effect.flatMap((value) =>
       Array.isArray(value)
         ? Effect.succeed(value as ReadonlyArray<RecoveredJob>)
