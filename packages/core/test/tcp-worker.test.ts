@@ -32,6 +32,8 @@ const nextDir = () => path.join(base, `j${++dirs}`)
 const JOB = "job-1"
 const TOKEN = "t0ken-of-job-1"
 const MIB = 1024 * 1024
+const hasIpv6Loopback = Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.address === "::1"))
+if (!hasIpv6Loopback) console.warn("SKIPPED: the IPv6 test of tcp-worker.test.ts needs ::1 on a loopback interface")
 
 /** Polls every 10 ms until `check` holds; dies naming `what` after `ms`. */
 const waitFor = (check: () => boolean, what: string, ms = 10_000) =>
@@ -169,6 +171,16 @@ describe("the worker runtime over tcp:// and tls://", () => {
   it.scopedLive("tcp://: requests both ways carry 0 B and 1 MiB byte-exact", () => carriesPayloads({}, "tcp"))
 
   it.scopedLive("tls://: requests both ways carry 0 B and 1 MiB byte-exact, with the certificate pinned", () => carriesPayloads({ tls: true }, "tls"))
+
+  it.scopedLive.skipIf(!hasIpv6Loopback)("tls:// on IPv6 loopback: the URL brackets the address and the worker dials it (skipped without ::1)", () =>
+    Effect.gen(function* () {
+      const { channel, received, dir } = yield* channelOver({ host: "::1", tls: true })
+      expect(channel.info.url).toMatch(/^tls:\/\/\[::1\]:\d+$/)
+      const worker = runWorker({ run: () => 0 }, jobEnv(channel.info.url, dir, channel.info.env))
+      expect(yield* Effect.promise(() => worker.done)).toBe(0)
+      expect(received.filter((r) => r.topic === "notify_job_status").map((r) => r.message.payload)).toEqual([{ status: 2 }, { status: 3 }])
+    })
+  )
 
   it.scopedLive("tls://: a wrong token is refused by the parent; the job never runs and gives up (104)", () =>
     Effect.gen(function* () {
