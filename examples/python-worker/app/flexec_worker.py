@@ -18,9 +18,13 @@ ConfigError -> 103, UnsafeComponentError -> 102, any other exception -> 101,
 parent unreachable -> 104.
 """
 
+import hashlib
+import hmac
 import json
 import os
+import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -33,7 +37,7 @@ DEFAULT_MAX_FRAME = 128 * 1024 * 1024
 RECONNECT_S = float(os.environ.get("FLEXEC_RECONNECT_MS", "10000")) / 1000
 ABORT_GRACE_S = float(os.environ.get("FLEXEC_ABORT_GRACE_MS", "2000")) / 1000
 LEVELS = ("debug", "info", "warning", "error", "critical")
-SECRETS = ("FLEXEC_CHANNEL_TOKEN", "FLEXEC_JOB_AUTH_TOKEN", "FLEXEC_JOB_TOKEN_SIGNATURE", "FLEXEC_JOB_SSID")
+SECRETS = ("FLEXEC_CHANNEL_TOKEN", "FLEXEC_CHANNEL_CERT_SHA256", "FLEXEC_JOB_AUTH_TOKEN", "FLEXEC_JOB_TOKEN_SIGNATURE", "FLEXEC_JOB_SSID")
 
 EXIT_EXCEPTION, EXIT_UNSAFE, EXIT_CONFIG, EXIT_INFRA = 101, 102, 103, 104
 
@@ -160,6 +164,16 @@ class Context:
 
 # ---- the worker -------------------------------------------------------------
 
+def _parse_url(url):
+    """("unix", path) or ("tcp"|"tls", (host, port)) from FLEXEC_PARENT_URL; ConfigError otherwise."""
+    if url.startswith("unix://") and len(url) > len("unix://"):
+        return "unix", url[len("unix://"):]
+    match = re.fullmatch(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[^:/?#@\[\]\s]+):(\d{1,5})", url)
+    if match is None or not 1 <= int(match.group(3)) <= 65535:
+        raise ConfigError("FLEXEC_PARENT_URL must be unix://<path>, tcp://<host>:<port> or tls://<host>:<port>, got %r" % url)
+    return match.group(1), (match.group(2).strip("[]"), int(match.group(3)))
+
+
 class _Pending:
     def __init__(self):
         self.done = threading.Event()
@@ -173,6 +187,7 @@ class Worker:
             self.url = env["FLEXEC_PARENT_URL"]
             self.job_id = env["FLEXEC_JOB_ID"]
             self.token = env["FLEXEC_CHANNEL_TOKEN"]
+            pin = env.get("FLEXEC_CHANNEL_CERT_SHA256")
             settings = json.loads(env.get("FLEXEC_SET", "{}"))
         except (KeyError, ValueError) as error:
             raise ConfigError("bad flexec environment: %s" % error)
@@ -180,8 +195,11 @@ class Worker:
             env.pop(name, None)
         if not isinstance(settings, dict):
             raise ConfigError("FLEXEC_SET is not a JSON object")
-        if not self.url.startswith("unix://"):
-            raise ConfigError("unsupported FLEXEC_PARENT_URL %r" % self.url)
+        self.address = _parse_url(self.url)
+        if self.address[0] == "tls":
+            if pin is None or not re.fullmatch(r"[0-9A-Fa-f]{64}", pin):
+                raise ConfigError("a tls:// parent needs FLEXEC_CHANNEL_CERT_SHA256 (64 hex digits)")
+            self.pin = pin.lower()
         self.ctx = Context(self, self.job_id, env.get("FLEXEC_CLIENT_NAME", ""), settings)
         self.handlers = handlers or {}
         self.status = 1
@@ -196,11 +214,40 @@ class Worker:
         self._next_id = 1
 
     # -- connection ---------------------------------------------------------
-    def _connect_once(self):
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    def _open(self):
+        """A connected stream socket to the parent (section 1); over TLS only once the pin matched."""
+        scheme, where = self.address
+        if scheme == "unix":
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(10.0)
+                sock.connect(where)
+            except Exception:
+                sock.close()
+                raise
+            return sock
+        sock = socket.create_connection(where, timeout=10.0)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if scheme == "tcp":
+            return sock
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.check_hostname = False  # the pin authenticates the parent, not a CA or a name
+        context.verify_mode = ssl.CERT_NONE
         try:
-            sock.settimeout(10.0)
-            sock.connect(self.url[len("unix://"):])
+            sock = context.wrap_socket(sock, server_hostname=None)
+            der = sock.getpeercert(binary_form=True)
+        except Exception:
+            sock.close()
+            raise
+        if der is None or not hmac.compare_digest(hashlib.sha256(der).hexdigest(), self.pin):
+            sock.close()
+            raise ConfigError("the parent at %s did not present the certificate FLEXEC_CHANNEL_CERT_SHA256 pins" % self.url)
+        return sock
+
+    def _connect_once(self):
+        sock = self._open()
+        try:
             sock.sendall(encode_frame({"kind": "hello", "version": PROTOCOL_VERSION, "jobId": self.job_id, "token": self.token}))
             header, _ = recv_frame(sock, 4 + MAX_HEADER)
             if header.get("kind") != "hello_ok":
@@ -277,7 +324,12 @@ class Worker:
             except OSError:
                 pass
             self._fail_pending(Disconnected("connection lost"))
-            if self.closing or not self.connect():
+            try:
+                again = not self.closing and self.connect()
+            except ConfigError as error:
+                print("config error: %s" % error, file=sys.stderr)
+                again = False
+            if not again:
                 self.lost.set()
                 if not self.closing:  # the parent is gone for good: abort ourselves
                     self.ctx.abort.set()
@@ -373,8 +425,12 @@ class Worker:
                     return False
 
     def run(self, run):
-        if not self.connect():
-            return EXIT_INFRA
+        try:
+            if not self.connect():
+                return EXIT_INFRA
+        except ConfigError as error:  # the certificate is not the pinned one: no retry
+            print("config error: %s" % error, file=sys.stderr)
+            return EXIT_CONFIG
         threading.Thread(target=self._reader, name="flexec-reader", daemon=True).start()
         if not self._notify_status(2, 15.0):
             return EXIT_INFRA

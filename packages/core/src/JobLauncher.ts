@@ -103,10 +103,15 @@ export interface ChannelInfo {
   readonly socketName: string
   /** `<dir>/<socketName>`. */
   readonly socketPath: string
-  /** `unix://<socketPath>`. */
+  /** Where the job connects (`FLEXEC_PARENT_URL`): `unix://<socketPath>`, or over TCP `tcp://host:port` / `tls://host:port`. */
   readonly url: string
   /** The job's channel token (also in `env.FLEXEC_CHANNEL_TOKEN`). */
   readonly token: string
+  /**
+   * What else the job needs to connect, from the transport (over TLS the
+   * certificate pin `FLEXEC_CHANNEL_CERT_SHA256`); already in the request's `env`.
+   */
+  readonly env?: Readonly<Record<string, string>>
   /**
    * Connects a stream to the channel from inside this process, without a socket
    * file: for in-process backends such as `@flexec/testing`'s `InMemoryJobLauncher`.

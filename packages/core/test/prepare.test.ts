@@ -67,6 +67,18 @@ describe("prepare (no engine)", () => {
       })
       expect(request.command).toBe(job.command)
       expect(Duration.toMillis(request.killTimeout)).toBe(2000)
+      expect(request.env.FLEXEC_CHANNEL_CERT_SHA256).toBeUndefined()
+
+      // a transport's job variables (the TLS pin) join the env; only FLEXEC_CHANNEL_* names, never over the token
+      const pin = "ab".repeat(32)
+      const overTls = launchRequestOf(
+        { ...facts, killTimeout: Duration.seconds(2), workerRuntime: { modulePath: "/w/worker.cjs", nodePath: "/w", dir: "/w/x", bundleFile: "/w/x/b", cacheFile: "/w/x/c" } },
+        job,
+        { ...channel, url: "tls://node-7:4433", env: { FLEXEC_CHANNEL_CERT_SHA256: pin, FLEXEC_CHANNEL_TOKEN: "forged", PATH: "/evil", FLEXEC_JOB_ID: "other" } },
+        "channel-secret"
+      )
+      expect(overTls.env).toMatchObject({ FLEXEC_PARENT_URL: "tls://node-7:4433", FLEXEC_CHANNEL_CERT_SHA256: pin, FLEXEC_CHANNEL_TOKEN: "channel-secret", FLEXEC_JOB_ID: "job-1" })
+      expect(overTls.env.PATH).toBe(request.env.PATH)
     }))
 
   it.scoped("what is refused, before anything exists: missing meta, an unsendable set, an allocation without its manager, a backend's hanging validate", () =>

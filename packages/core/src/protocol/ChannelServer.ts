@@ -194,6 +194,7 @@ export const bindJobChannel = (options: JobChannelOptions): Effect.Effect<BoundJ
       socketPath: listener.socketPath ?? path.join(dir, socketName),
       url: listener.url,
       token: options.token,
+      ...(listener.env !== undefined ? { env: listener.env } : {}),
       connectInProcess: () => {
         const [job, parent] = duplexPair()
         onStream(parent, "in-process")

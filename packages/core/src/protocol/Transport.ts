@@ -4,7 +4,7 @@
  * to the channel server, which does the rest (hello, request/reply) the same
  * way for every transport. The unix socket (`UnixTransport.ts`) is the one
  * today; a TCP + TLS transport for jobs on other hosts is another
- * implementation of this interface (docs/ARCHITECTURE.md, "Transports").
+ * implementation of this interface (`TcpTransport.ts`).
  * Types only: it imports nothing of ours but `LaunchFailed`.
  *
  * @since 0.1.0
@@ -40,10 +40,17 @@ export interface TransportListenOptions extends TransportAddressOptions {
 
 /** A listening transport endpoint of one job's channel. */
 export interface TransportListener {
-  /** The URL the job connects to (`FLEXEC_PARENT_URL`): `unix://<socket path>`, later `tcp://host:port`, `tls://host:port`. */
+  /** The URL the job connects to (`FLEXEC_PARENT_URL`): `unix://<socket path>`, `tcp://host:port`, `tls://host:port`. */
   readonly url: string
   /** The unix socket's path; a transport without a socket file leaves it out. */
   readonly socketPath?: string
+  /**
+   * Variables the job needs besides `FLEXEC_PARENT_URL` to connect (the TLS
+   * certificate pin `FLEXEC_CHANNEL_CERT_SHA256`); the engine adds them to the
+   * job's environment. `FLEXEC_CHANNEL_*` names only
+   * (others are dropped), never `FLEXEC_CHANNEL_TOKEN`.
+   */
+  readonly env?: Readonly<Record<string, string>>
 }
 
 /**

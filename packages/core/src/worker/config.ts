@@ -13,6 +13,7 @@ export const DEFAULT_ABORT_GRACE_MS = 2_000
 /** Environment variables the runtime deletes once read. */
 export const SECRET_ENV = [
   "FLEXEC_CHANNEL_TOKEN",
+  "FLEXEC_CHANNEL_CERT_SHA256",
   "FLEXEC_JOB_AUTH_TOKEN",
   "FLEXEC_JOB_TOKEN_SIGNATURE",
   "FLEXEC_JOB_SSID"
@@ -22,6 +23,8 @@ export const SECRET_ENV = [
 export interface Config {
   readonly url: string
   readonly token: string
+  /** The pinned SHA-256 of the parent's TLS certificate (lowercase hex), for `tls://`. */
+  readonly certSha256: string | undefined
   readonly jobId: string
   readonly clientName: string | undefined
   readonly workspace: string | undefined
@@ -60,6 +63,10 @@ export const readConfig = (env: Record<string, string | undefined>): Config => {
   if (token === undefined) {
     throw new ConfigError("FLEXEC_CHANNEL_TOKEN is not set: a flexec job must be started by a flexec executor")
   }
+  const pin = secrets.FLEXEC_CHANNEL_CERT_SHA256
+  if (pin !== undefined && !/^[0-9A-Fa-f]{64}$/.test(pin)) {
+    throw new ConfigError("FLEXEC_CHANNEL_CERT_SHA256 must be 64 hex digits (the SHA-256 of the parent's certificate)")
+  }
   const jobId = text("FLEXEC_JOB_ID")
   if (jobId === undefined) throw new ConfigError("FLEXEC_JOB_ID is not set")
   let set: Record<string, unknown> = {}
@@ -83,6 +90,7 @@ export const readConfig = (env: Record<string, string | undefined>): Config => {
   return {
     url,
     token,
+    certSha256: pin?.toLowerCase(),
     jobId,
     clientName: text("FLEXEC_CLIENT_NAME"),
     workspace: text("FLEXEC_WORKSPACE"),

@@ -45,7 +45,8 @@ export interface DialHooks {
 /**
  * Attempts to connect until one succeeds (`true`) or `deadline` (a
  * `Date.now()` time) passes or the link closes (`false`), backing off from
- * 50 ms to 1 s between attempts. Rejects with a `ConfigError` the connector threw.
+ * 50 ms to 1 s between attempts. Rejects with a `ConfigError` the connector
+ * threw or destroyed the socket with.
  */
 export const dial = async (options: DialOptions, hooks: DialHooks, deadline: number): Promise<boolean> => {
   let delay = 50
@@ -73,9 +74,12 @@ const attempt = (options: DialOptions, hooks: DialHooks, timeoutMs: number): Pro
     }
     hooks.attemptStarted(socket)
     let lastError: string | undefined
+    // the connector's refusal (a certificate that is not the pinned one): no retry
+    let refusal: Error | undefined
     // a permanent listener: a socket error must never crash the job
     socket.on("error", (error: Error) => {
       lastError = error.message
+      if (isConfigError(error)) refusal ??= error
     })
     let buffered: Buffer = Buffer.alloc(0)
     let done = false
@@ -89,6 +93,7 @@ const attempt = (options: DialOptions, hooks: DialHooks, timeoutMs: number): Pro
       hooks.attemptEnded(socket)
       if (!installed) {
         socket.destroy()
+        if (refusal !== undefined) return reject(refusal)
         if (why !== undefined && !hooks.isClosed()) options.log(`flexec worker: ${why}`)
       }
       resolve(installed)

@@ -21,9 +21,11 @@ export { ChannelError, ConfigError, UnsafeComponentError } from "./errors.js"
 export type { ReturnCodeName } from "./errors.js"
 export { DEFAULT_ABORT_GRACE_MS, DEFAULT_RECONNECT_MS, SECRET_ENV } from "./config.js"
 export { RC_FILE_NAME } from "./exit.js"
-export { connectUnix, runJob } from "./runJob.js"
+export { connectParent, connectUnix } from "./connect.js"
+export { runJob } from "./runJob.js"
 export { DEFAULT_REQUEST_TIMEOUT_MS, runJobWith } from "./runtime.js"
 export type {
+  ConnectOptions,
   Credentials,
   Handler,
   Handlers,

@@ -1,21 +1,11 @@
 /**
  * `runJob`: the worker runtime bound to this Node process (`process.env`, a
- * unix socket, `process.exit`, the active handles that decide the rc file).
+ * socket to the parent, `process.exit`, the active handles that decide the rc file).
  * Internal module; the public surface is `./index.ts`.
  */
-import { connect } from "node:net"
-import type { Duplex } from "node:stream"
-import { ConfigError } from "./errors.js"
+import { connectParent } from "./connect.js"
 import { runJobWith } from "./runtime.js"
 import type { JobSpec } from "./types.js"
-
-/** Connects to `unix://<path>`; any other URL is a `ConfigError`. */
-export const connectUnix = (url: string): Duplex => {
-  if (!url.startsWith("unix://") || url.length <= "unix://".length) {
-    throw new ConfigError(`FLEXEC_PARENT_URL must be unix://<socket path>, got ${JSON.stringify(url)}`)
-  }
-  return connect({ path: url.slice("unix://".length) })
-}
 
 /** The multiset difference `now - baseline` of resource names. */
 const extraResources = (now: ReadonlyArray<string>, baseline: ReadonlyArray<string>): Array<string> => {
@@ -32,7 +22,8 @@ const extraResources = (now: ReadonlyArray<string>, baseline: ReadonlyArray<stri
 
 /**
  * Runs the job in this process: reads and deletes its `FLEXEC_*` secrets from
- * `process.env`, connects to `FLEXEC_PARENT_URL` (`unix://<path>`), says hello,
+ * `process.env`, connects to `FLEXEC_PARENT_URL` (`unix://<path>`, `tcp://host:port`,
+ * `tls://host:port` pinned by `FLEXEC_CHANNEL_CERT_SHA256`), says hello,
  * reports Started, runs `run(ctx)` while answering the built-in topics and
  * `handlers`, reports Stopped, flushes the socket and exits the process with
  * the exit code (see `runJobWith` for the codes).
@@ -59,7 +50,7 @@ export const runJob = (spec: JobSpec): Promise<never> => {
   }
   return runJobWith(spec, {
     env: process.env,
-    connect: connectUnix,
+    connect: connectParent,
     exit: (code) => process.exit(code),
     workAlive: () => extraResources(process.getActiveResourcesInfo(), baseline).length > 0,
     log: (line) => {

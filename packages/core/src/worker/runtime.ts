@@ -115,7 +115,7 @@ export const runJobWith = async (spec: JobSpec, io: WorkerIO): Promise<number> =
     url: config.url,
     jobId: config.jobId,
     token: config.token,
-    connect: io.connect,
+    connect: (url) => io.connect(url, config.certSha256 === undefined ? {} : { certSha256: config.certSha256 }),
     reconnectMs: config.reconnectMs,
     helloTimeoutMs: 10_000,
     timers,

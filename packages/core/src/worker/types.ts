@@ -111,12 +111,22 @@ export interface JobSpec {
   readonly handlers?: Handlers
 }
 
+/** What `WorkerIO.connect` gets besides the URL (from the job's environment). */
+export interface ConnectOptions {
+  /** The pinned SHA-256 of the parent's TLS certificate (`FLEXEC_CHANNEL_CERT_SHA256`, 64 lowercase hex digits). */
+  readonly certSha256?: string
+}
+
 /** What `runJobWith` uses instead of `process`: for in-process backends and tests. */
 export interface WorkerIO {
   /** The job's environment. Read; its secrets are deleted from it. */
   readonly env: Record<string, string | undefined>
-  /** Opens a stream to the parent (`FLEXEC_PARENT_URL`). May throw a `ConfigError` for a URL it cannot use. */
-  readonly connect: (url: string) => Duplex
+  /**
+   * Opens a stream to the parent (`FLEXEC_PARENT_URL`). May throw a `ConfigError`
+   * for a URL it cannot use, or destroy the stream with one (a certificate that
+   * is not the pinned one): the job then exits 103 without retrying.
+   */
+  readonly connect: (url: string, options: ConnectOptions) => Duplex
   /** Called once with the exit code, at the end. */
   readonly exit: (code: number) => void
   /**

@@ -183,6 +183,15 @@ export const pathsOf = (facts: ExecutorFacts, jobId: string, site: string, works
   }
 }
 
+/** The transport's job variables (the TLS pin): `FLEXEC_CHANNEL_*` names only, never the token. */
+const channelEnvOf = (channel: ChannelInfo): Record<string, string> => {
+  const env: Record<string, string> = {}
+  for (const [name, value] of Object.entries(channel.env ?? {})) {
+    if (name.startsWith("FLEXEC_CHANNEL_") && name !== "FLEXEC_CHANNEL_TOKEN") env[name] = value
+  }
+  return env
+}
+
 /** The `LaunchRequest` of `job`, once its channel listens; `channelToken` is what its worker says hello with. */
 export const launchRequestOf = (
   facts: ExecutorFacts & { readonly killTimeout: Duration.Duration; readonly workerRuntime: WorkerRuntimeFiles },
@@ -207,6 +216,7 @@ export const launchRequestOf = (
     flexec: {
       FLEXEC_PARENT_URL: channel.url,
       FLEXEC_CHANNEL_TOKEN: channelToken,
+      ...channelEnvOf(channel),
       FLEXEC_JOB_ID: job.jobId,
       FLEXEC_CLIENT_NAME: job.site,
       FLEXEC_INSTANCE_ID: facts.instanceId,
