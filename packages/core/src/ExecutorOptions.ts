@@ -4,6 +4,7 @@
  * @since 0.1.0
  */
 import type { ClientInfo } from "./JobId.js"
+import type { ChannelOption } from "./protocol/ChannelTransport.js"
 import type { JobLauncher } from "./JobLauncher.js"
 import type { Payload, Message } from "./Message.js"
 import type { Effect } from "effect"
@@ -71,6 +72,12 @@ export interface ExecutorOptions {
    * Default true.
    */
   readonly workerCodeCache?: boolean
+  /**
+   * How jobs reach the parent (see `ChannelOption`): `{ transport: "unix" }` or
+   * `{ transport: "tcp", host?, port?, advertiseHost?, tls? }`. Default: the
+   * `ChannelTransport` of the executor's context, a unix socket unless provided.
+   */
+  readonly channel?: ChannelOption
 }
 
 /** Options of `makeJobExecutor`: the shared options and the backend. */

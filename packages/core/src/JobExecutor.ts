@@ -70,6 +70,8 @@ export const makeJobExecutor = (
     const launcher = options.launcher
     const client = yield* decodeClientInfo(options.client)
     const settings = settingsOf(options)
+    // the option or the executor's layer decides it (not startApp's caller), before the instance is taken
+    const transport = yield* ChannelTransport.fromOption(options.channel)
     const { runtimeDir, workerRuntime } = yield* acquireInstance(launcher, options, settings.instanceId)
     // Job fibers live in their own scope, closed after the abort-all finalizer below has run.
     const jobsScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
@@ -84,8 +86,7 @@ export const makeJobExecutor = (
       events: makeEventHub(),
       jobsScope,
       runtime: yield* Effect.runtime<never>(),
-      // the executor's layer decides the transport, not the fiber that calls startApp
-      transport: yield* ChannelTransport,
+      transport,
       closing: false
     }
     const { registry, events } = engine
@@ -196,5 +197,4 @@ export const jobExecutorLayer = (
 ): Layer.Layer<ClientExecutor | UnsafeClientExecutor, InstanceInUse | BackendUnavailable | InvalidClient> =>
   executorLayer(makeJobExecutor(options))
 
-/** Re-exported for callers that only want the types. */
-export type { RequestError }
+export type { RequestError } // for callers that only want the types

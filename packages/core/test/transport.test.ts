@@ -6,7 +6,7 @@
  * the unix socket, which stays the default when no transport is provided.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Logger, Option, Scope } from "effect"
+import { Cause, Effect, Exit, Logger, Option, Scope } from "effect"
 import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
@@ -258,6 +258,24 @@ describe("the executor's transport", () => {
       expect(yield* executor.awaitCompletion("job-1")).toMatchObject({ returnCode: 0 })
       expect(urls).toEqual([expect.stringMatching(/^memory:\/\/job-1\//)])
       expect(memory.listening()).toBe(0)
+    })
+  )
+})
+
+describe("the executor option channel", () => {
+  it.scoped("an unknown transport is a TypeError when the executor is made, before any instance is taken", () =>
+    Effect.gen(function* () {
+      const runtimeDir = yield* tempDir("flexec-rt-")
+      const made = yield* Effect.exit(
+        makeJobExecutor({
+          client: { clientName: "site-1" },
+          launcher: makeMemoryLauncher(() => () => undefined),
+          runtimeDir,
+          channel: { transport: "carrier-pigeon" } as never
+        })
+      )
+      expect(Exit.isFailure(made)).toBe(true)
+      expect(String(Exit.isFailure(made) ? Cause.squash(made.cause) : "")).toContain('channel.transport must be "unix" or "tcp", not "carrier-pigeon"')
     })
   )
 })

@@ -88,9 +88,10 @@ const sawOf = (log: string): Saw | undefined => {
 }
 
 /** An executor of the process backend whose channels listen through `transport`; every upload's digest is kept. */
-const executorOver = (transport: TcpTransportOptions, runtimeDir: string, instanceId: string, uploads: Array<string>, env: Record<string, string> = {}) =>
-  ProcessJobExecutor.make({
+const executorOver = (transport: TcpTransportOptions, runtimeDir: string, instanceId: string, uploads: Array<string>, env: Record<string, string> = {}, via: "layer" | "option" = "layer") => {
+  const made = ProcessJobExecutor.make({
     client: { clientName: "site-1" },
+    ...(via === "option" ? { channel: { transport: "tcp" as const, ...transport } } : {}),
     instanceId,
     runtimeDir,
     env,
@@ -105,14 +106,16 @@ const executorOver = (transport: TcpTransportOptions, runtimeDir: string, instan
           })
       }
     }
-  }).pipe(Effect.provide(ChannelTransport.layer(makeTcpTransport(transport))))
+  })
+  return via === "option" ? made : made.pipe(Effect.provide(ChannelTransport.layer(makeTcpTransport(transport))))
+}
 
-const jobOver = (transport: TcpTransportOptions, scheme: "tcp" | "tls") =>
+const jobOver = (transport: TcpTransportOptions, scheme: "tcp" | "tls", via: "layer" | "option" = "layer") =>
   Effect.gen(function* () {
     const jobId = `job-${scheme}`
     const { workspace, runtimeDir } = yield* deployed(jobId)
     const uploads: Array<string> = []
-    const executor = yield* executorOver(transport, runtimeDir, `tcp-${scheme}`, uploads)
+    const executor = yield* executorOver(transport, runtimeDir, `tcp-${scheme}`, uploads, {}, via)
     yield* executor.startApp({ jobId, args: { workspace } })
     const log = path.join(workspace, jobId, "log.txt")
     const saw = yield* eventually("the job's report of its environment", () => sawOf(fs.readFileSync(log, "utf8")), 20_000)
@@ -151,6 +154,12 @@ describe("the process backend over the TCP + TLS channel", () => {
   it.scopedLive("a job over tcp:// gets 0 B and 1 MiB byte-exact and uploads 1 MiB; its port closes with it", () => jobOver({}, "tcp"), 60_000)
 
   it.scopedLive("a job over tls:// gets 0 B and 1 MiB byte-exact and uploads 1 MiB; its port closes with it", () => jobOver({ tls: true }, "tls"), 60_000)
+
+  it.scopedLive(
+    "the executor option channel: { transport: \"tcp\", tls: true } alone (no layer) puts the job on tls://",
+    () => jobOver({ tls: true }, "tls", "option"),
+    60_000
+  )
 
   it.scopedLive(
     "a job whose pin is not the parent's certificate's never connects: configuration error (103), nothing run",

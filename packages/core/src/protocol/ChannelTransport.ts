@@ -7,9 +7,20 @@
  *
  * @since 0.1.0
  */
-import { Context, Layer } from "effect"
+import { Context, Effect, Layer } from "effect"
+import { makeTcpTransport } from "./TcpTransport.js"
+import type { TcpTransportOptions } from "./TcpTransport.js"
 import type { ChannelTransportService } from "./Transport.js"
 import { unixTransport } from "./UnixTransport.js"
+
+/**
+ * The executor option `channel`: how its jobs reach it. `{ transport: "unix" }`
+ * (a socket in each job's private directory, for jobs on this host) or
+ * `{ transport: "tcp", host?, port?, advertiseHost?, tls? }` (`tcp://` or, with
+ * `tls`, `tls://` with a certificate the job pins; for jobs on other hosts).
+ * Absent: the `ChannelTransport` in the executor's context (unix by default).
+ */
+export type ChannelOption = { readonly transport: "unix" } | ({ readonly transport: "tcp" } & TcpTransportOptions)
 
 /** The transport job channels listen through (default: a unix socket in the channel's directory). */
 export class ChannelTransport extends Context.Reference<ChannelTransport>()("@flexec/core/ChannelTransport", {
@@ -19,4 +30,18 @@ export class ChannelTransport extends Context.Reference<ChannelTransport>()("@fl
   static readonly layer = (transport: ChannelTransportService): Layer.Layer<ChannelTransport> => Layer.succeed(ChannelTransport, transport)
   /** Channels listen on a unix socket in their directory (what they do when no transport is provided). */
   static readonly unix: Layer.Layer<ChannelTransport> = Layer.succeed(ChannelTransport, unixTransport)
+  /**
+   * The transport an executor's `channel` option names, or the one in the
+   * context when it names none. An unknown `transport` is a defect (`TypeError`),
+   * as a backend's invalid options are.
+   */
+  static readonly fromOption = (option: ChannelOption | undefined): Effect.Effect<ChannelTransportService> => {
+    if (option === undefined) return ChannelTransport
+    if (option.transport === "unix") return Effect.succeed(unixTransport)
+    if (option.transport === "tcp") {
+      const { transport: _, ...tcp } = option
+      return Effect.sync(() => makeTcpTransport(tcp))
+    }
+    return Effect.die(new TypeError(`channel.transport must be "unix" or "tcp", not ${JSON.stringify((option as { transport?: unknown }).transport)}`))
+  }
 }
