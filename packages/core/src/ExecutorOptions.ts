@@ -78,6 +78,13 @@ export interface ExecutorOptions {
    * `ChannelTransport` of the executor's context, a unix socket unless provided.
    */
   readonly channel?: ChannelOption
+  /**
+   * How long a job's worker keeps trying to reach its parent, at its start and
+   * after its connection drops (the job's `FLEXEC_RECONNECT_MS`; default the
+   * worker's 10000). Make it longer than a parent restart when a later parent is
+   * to adopt the jobs (`recover: "adopt"`). A positive integer.
+   */
+  readonly reconnectWindowMs?: number
 }
 
 /** Options of `makeJobExecutor`: the shared options and the backend. */

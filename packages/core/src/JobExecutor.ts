@@ -28,7 +28,6 @@ import { BackendUnavailable, JobAlreadyRegistered, JobNotFound, TargetUnreachabl
 import type { InstanceInUse, InvalidClient, InvalidJobId, RequestError } from "./Errors.js"
 import type { JobExecutorOptions } from "./ExecutorOptions.js"
 import { checkJobId, decodeClientInfo, decodeJobId } from "./JobId.js"
-import { ChannelTransport } from "./protocol/ChannelTransport.js"
 import type { JobId } from "./JobId.js"
 import type { Message } from "./Message.js"
 import { ClientStatus, statusMessage, Topic } from "./Status.js"
@@ -70,9 +69,8 @@ export const makeJobExecutor = (
     const launcher = options.launcher
     const client = yield* decodeClientInfo(options.client)
     const settings = settingsOf(options)
-    // the option or the executor's layer decides it (not startApp's caller), before the instance is taken
-    const transport = yield* ChannelTransport.fromOption(options.channel)
-    const { runtimeDir, workerRuntime } = yield* acquireInstance(launcher, options, settings.instanceId)
+    // the channel option or the executor's layer decides the transport, not startApp's caller
+    const { runtimeDir, workerRuntime, transport } = yield* acquireInstance(launcher, options, settings.instanceId, settings.recover === "adopt")
     // Job fibers live in their own scope, closed after the abort-all finalizer below has run.
     const jobsScope = yield* Scope.fork(yield* Effect.scope, ExecutionStrategy.sequential)
     const engine: Engine = {

@@ -4,6 +4,7 @@ import { Duration, Effect, Exit, Fiber, TestClock } from "effect"
 import * as path from "node:path"
 import type { ChannelInfo, JobLauncher } from "../src/JobLauncher.js"
 import { launchRequestOf, prepareJob } from "../src/internal/engine/prepare.js"
+import { settingsOf } from "../src/internal/engine/settings.js"
 import { deploy, tempDir } from "./support/setup.js"
 
 const launcher: JobLauncher = {
@@ -36,7 +37,7 @@ describe("prepare (no engine)", () => {
     Effect.gen(function* () {
       const workspace = yield* tempDir("flexec-prep-")
       deploy(workspace, "job-1")
-      const facts = factsFor("/rt", { command: ["node", "{appDir}/main.js", "--job", "{jobId}"], env: { SITE_VAR: "x" } })
+      const facts = factsFor("/rt", { command: ["node", "{appDir}/main.js", "--job", "{jobId}"], env: { SITE_VAR: "x" }, reconnectWindowMs: 120_000 })
       const job = yield* prepareJob(facts, launcher, { jobId: "job-1", args: { workspace, set: { lr: 0.1 } } })
       expect(job.paths).toEqual({
         workspace,
@@ -63,6 +64,7 @@ describe("prepare (no engine)", () => {
         FLEXEC_INSTANCE_ID: "i1",
         FLEXEC_SET: JSON.stringify({ lr: 0.1 }),
         FLEXEC_WORKER_MODULE: "/w/worker.cjs",
+        FLEXEC_RECONNECT_MS: "120000",
         SITE_VAR: "x"
       })
       expect(request.command).toBe(job.command)
@@ -100,4 +102,13 @@ describe("prepare (no engine)", () => {
       expect(Exit.isFailure(hung)).toBe(true)
       expect(hung).toMatchObject({ cause: { error: { _tag: "LaunchFailed", jobId: "job-1" } } })
     }))
+})
+
+describe("settings", () => {
+  it("reconnectWindowMs must be a positive integer (a TypeError naming it otherwise)", () => {
+    for (const bad of [0, -1, 1.5, Number.NaN]) {
+      expect(() => settingsOf({ client: { clientName: "site-1" }, reconnectWindowMs: bad })).toThrow(/reconnectWindowMs must be a positive integer/)
+    }
+    expect(() => settingsOf({ client: { clientName: "site-1" }, reconnectWindowMs: 60_000 })).not.toThrow()
+  })
 })

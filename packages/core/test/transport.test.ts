@@ -279,3 +279,51 @@ describe("the executor option channel", () => {
     })
   )
 })
+
+describe("the executor option channel over tcp", () => {
+  it.scopedLive("tls: true keeps the certificate in <runtimeDir>/channel-tls.pem (0600): a later executor of the instance presents the pin its jobs got", () =>
+    Effect.gen(function* () {
+      const runtimeDir = yield* tempDir("flexec-rt-")
+      const workspace = yield* tempDir("flexec-ws-")
+      const pins: Array<string | undefined> = []
+      const urls: Array<string> = []
+      const launcher = makeMemoryLauncher(() => (c) => {
+        pins.push(c.request.env.FLEXEC_CHANNEL_CERT_SHA256)
+        urls.push(c.request.channel.url)
+        c.worker({ run: () => 0 })
+      })
+      for (const jobId of ["job-1", "job-2"]) {
+        const scope = yield* Scope.make()
+        const executor = yield* makeJobExecutor({ client: { clientName: "site-1" }, launcher, runtimeDir, channel: { transport: "tcp", tls: true } }).pipe(
+          Scope.extend(scope)
+        )
+        deploy(workspace, jobId)
+        yield* executor.startApp({ jobId, args: { workspace } })
+        expect(yield* executor.awaitCompletion(jobId)).toMatchObject({ returnCode: 0 })
+        yield* Scope.close(scope, Exit.void)
+      }
+      expect(urls.every((u) => /^tls:\/\/127\.0\.0\.1:\d+$/.test(u))).toBe(true)
+      expect(pins[0]).toMatch(/^[0-9a-f]{64}$/)
+      expect(pins[1]).toBe(pins[0])
+      expect(fs.statSync(path.join(runtimeDir, "channel-tls.pem")).mode & 0o777).toBe(0o600)
+    })
+  )
+
+  it.scoped("recover: \"adopt\" over tcp on an ephemeral port is a TypeError, and nothing of the instance is made", () =>
+    Effect.gen(function* () {
+      const base = yield* tempDir("flexec-rt-")
+      const runtimeDir = path.join(base, "instance")
+      const made = yield* Effect.exit(
+        makeJobExecutor({
+          client: { clientName: "site-1" },
+          launcher: makeMemoryLauncher(() => () => undefined, { recover: true, adopt: true }),
+          runtimeDir,
+          recover: "adopt",
+          channel: { transport: "tcp", tls: true }
+        })
+      )
+      expect(String(Exit.isFailure(made) ? Cause.squash(made.cause) : "")).toContain('recover: "adopt" needs a fixed port')
+      expect(fs.existsSync(runtimeDir)).toBe(false)
+    })
+  )
+})

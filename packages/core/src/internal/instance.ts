@@ -13,6 +13,8 @@ import { BackendUnavailable } from "../Errors.js"
 import type { InstanceInUse } from "../Errors.js"
 import type { ExecutorOptions } from "../ExecutorOptions.js"
 import type { JobLauncher } from "../JobLauncher.js"
+import { ChannelTransport } from "../protocol/ChannelTransport.js"
+import type { ChannelTransportService } from "../protocol/Transport.js"
 import { describeValue } from "./backendGuard.js"
 import { buildJobEnv } from "./jobEnv.js"
 import { acquireOwnerLock } from "./ownerLock.js"
@@ -27,10 +29,13 @@ export const defaultRuntimeDir = (backend: string, instanceId: string): string =
 export interface Instance {
   readonly runtimeDir: string
   readonly workerRuntime: WorkerRuntimeFiles
+  /** The transport the jobs' channels listen through (the `channel` option's, or the context's). */
+  readonly transport: ChannelTransportService
 }
 
 /**
- * Takes the instance for the scope: makes its runtime directory and `ch/` (0711: a job
+ * Takes the instance for the scope: resolves its channel transport (the `channel` option is
+ * checked before anything is made), makes its runtime directory and `ch/` (0711: a job
  * running as another user reaches its own socket directory), takes the owner lock, copies
  * the worker runtime, and (for a backend whose jobs run on this host's node) makes its code
  * cache in the background; the helper process goes with the scope.
@@ -38,10 +43,13 @@ export interface Instance {
 export const acquireInstance = (
   launcher: JobLauncher,
   options: ExecutorOptions,
-  instanceId: string
+  instanceId: string,
+  adopt: boolean
 ): Effect.Effect<Instance, InstanceInUse | BackendUnavailable, Scope.Scope> =>
   Effect.gen(function* () {
     const runtimeDir = path.resolve(options.runtimeDir ?? defaultRuntimeDir(launcher.name, instanceId))
+    // first: a bad channel option leaves nothing made
+    const transport = yield* ChannelTransport.fromOption(options.channel, { runtimeDir, adopt })
     const unavailable = (what: string) => (e: unknown) => new BackendUnavailable({ backend: launcher.name, detail: `${what}: ${describeValue(e)}` })
     yield* Effect.try({
       try: () => {
@@ -66,5 +74,5 @@ export const acquireInstance = (
         })
       )
     }
-    return { runtimeDir, workerRuntime }
+    return { runtimeDir, workerRuntime, transport }
   })

@@ -8,6 +8,7 @@
  * @since 0.1.0
  */
 import { Context, Effect, Layer } from "effect"
+import * as path from "node:path"
 import { makeTcpTransport } from "./TcpTransport.js"
 import type { TcpTransportOptions } from "./TcpTransport.js"
 import type { ChannelTransportService } from "./Transport.js"
@@ -32,16 +33,28 @@ export class ChannelTransport extends Context.Reference<ChannelTransport>()("@fl
   static readonly unix: Layer.Layer<ChannelTransport> = Layer.succeed(ChannelTransport, unixTransport)
   /**
    * The transport an executor's `channel` option names, or the one in the
-   * context when it names none. An unknown `transport` is a defect (`TypeError`),
-   * as a backend's invalid options are.
+   * context when it names none. With `tls: true` (or TLS options naming no key
+   * or file) the certificate and its key are kept, 0600, in
+   * `<runtimeDir>/channel-tls.pem`, so a later parent of the instance presents
+   * the certificate its jobs pinned. An unknown `transport`, and a tcp channel
+   * with `adopt` on an ephemeral port (a job dials the address it was given at
+   * launch), are defects (`TypeError`), as a backend's invalid options are.
    */
-  static readonly fromOption = (option: ChannelOption | undefined): Effect.Effect<ChannelTransportService> => {
+  static readonly fromOption = (
+    option: ChannelOption | undefined,
+    instance: { readonly runtimeDir: string; readonly adopt: boolean }
+  ): Effect.Effect<ChannelTransportService> => {
     if (option === undefined) return ChannelTransport
     if (option.transport === "unix") return Effect.succeed(unixTransport)
-    if (option.transport === "tcp") {
-      const { transport: _, ...tcp } = option
-      return Effect.sync(() => makeTcpTransport(tcp))
+    if (option.transport !== "tcp") {
+      return Effect.die(new TypeError(`channel.transport must be "unix" or "tcp", not ${JSON.stringify((option as { transport?: unknown }).transport)}`))
     }
-    return Effect.die(new TypeError(`channel.transport must be "unix" or "tcp", not ${JSON.stringify((option as { transport?: unknown }).transport)}`))
+    const { transport: _, tls, ...tcp } = option
+    if (instance.adopt && (tcp.port ?? 0) === 0) {
+      return Effect.die(new TypeError('channel: a tcp channel with recover: "adopt" needs a fixed port (a job dials the address it was given at launch)'))
+    }
+    const kept = path.join(instance.runtimeDir, "channel-tls.pem")
+    const tlsOption = tls === true ? { credentialsFile: kept } : tls === undefined || tls === false || tls.key !== undefined || tls.credentialsFile !== undefined ? tls : { ...tls, credentialsFile: kept }
+    return Effect.sync(() => makeTcpTransport(tlsOption === undefined ? tcp : { ...tcp, tls: tlsOption }))
   }
 }

@@ -227,7 +227,8 @@ export const launchRequestOf = (
       FLEXEC_WORKER_MODULE: facts.workerRuntime.modulePath,
       FLEXEC_JOB_AUTH_TOKEN: job.client.token,
       FLEXEC_JOB_TOKEN_SIGNATURE: job.client.tokenSignature,
-      FLEXEC_JOB_SSID: job.client.ssid
+      FLEXEC_JOB_SSID: job.client.ssid,
+      FLEXEC_RECONNECT_MS: facts.options.reconnectWindowMs === undefined ? undefined : String(facts.options.reconnectWindowMs)
     }
   }),
   channel,

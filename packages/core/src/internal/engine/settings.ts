@@ -42,6 +42,10 @@ export interface Settings {
 
 /** `options` with the defaults applied. */
 export const settingsOf = (options: ExecutorOptions): Settings => {
+  const reconnect = options.reconnectWindowMs
+  if (reconnect !== undefined && (!Number.isSafeInteger(reconnect) || reconnect <= 0)) {
+    throw new TypeError(`reconnectWindowMs must be a positive integer of milliseconds, not ${JSON.stringify(reconnect)}`)
+  }
   const killTimeout = Duration.millis(options.killTimeoutMs ?? defaults.killTimeoutMs)
   const backendSlack = Duration.millis(options.backendSlackMs ?? defaults.backendSlackMs)
   return {
