@@ -4,7 +4,7 @@
  * job gets, the credentials file, and that closing a channel closes its port.
  */
 import { afterAll, describe, expect, it } from "@effect/vitest"
-import { Effect, Exit, Option } from "effect"
+import { Effect, Exit, Option, Scope } from "effect"
 import { execFileSync } from "node:child_process"
 import * as crypto from "node:crypto"
 import * as fs from "node:fs"
@@ -147,7 +147,7 @@ describe("makeTcpTransport: plain tcp://", () => {
     })
   )
 
-  it.scopedLive("uses the advertised host in the URL, and a fixed port serves one channel at a time", () =>
+  it.scopedLive("uses the advertised host in the URL; a fixed port another transport holds is EADDRINUSE, nothing left behind", () =>
     Effect.gen(function* () {
       const port = yield* Effect.scoped(Effect.map(open({}), (probe) => portOf(probe.info.url)))
       const fixed = yield* open({ port, advertiseHost: "node-7.cluster" })
@@ -158,6 +158,45 @@ describe("makeTcpTransport: plain tcp://", () => {
       if (Exit.isFailure(busy)) expect(busy.cause).toMatchObject({ error: { _tag: "LaunchFailed", reason: expect.stringContaining("EADDRINUSE") } })
       // nothing half-done: the refused channel's directory is gone
       expect(fs.existsSync(dir)).toBe(false)
+    })
+  )
+
+  it.live("one fixed port serves every channel of a transport: each connection reaches the channel its hello names; the port closes with the last", () =>
+    Effect.gen(function* () {
+      const port = yield* Effect.scoped(Effect.map(open({}), (probe) => portOf(probe.info.url)))
+      const transport = makeTcpTransport({ port })
+      const scope = yield* Scope.make()
+      const channelOf = (jobId: string, token: string) =>
+        openJobChannel(options({ jobId, token })).pipe(Effect.provide(ChannelTransport.layer(transport)), Scope.extend(scope))
+      const a = yield* channelOf("job-a", "token-a")
+      const b = yield* channelOf("job-b", "token-b")
+      expect(a.info.url).toBe(`tcp://127.0.0.1:${port}`)
+      expect(b.info.url).toBe(a.info.url)
+      const say = (jobId: string, token: string) => {
+        const seen = watch(net.connect({ host: "127.0.0.1", port }))
+        for (const chunk of encodeFrame({ kind: "hello", version: 1, jobId, token })) seen.socket.write(chunk)
+        return seen
+      }
+      // b first: the routing is by the hello, not by the order of the channels
+      const toB = say("job-b", "token-b")
+      yield* b.awaitConnected
+      yield* waitFor(() => toB.events.length > 0, "job-b's hello_ok")
+      expect(kinds(toB)).toEqual(["hello_ok"])
+      expect(yield* a.isConnected).toBe(false)
+      // a's token for b's channel is refused by b's channel; an unknown job and a first frame that is not a hello are closed unanswered
+      const crossed = say("job-b", "token-a")
+      const unknown = say("job-z", "token-a")
+      const garbage = watch(net.connect({ host: "127.0.0.1", port }))
+      for (const chunk of encodeFrame({ kind: "request", id: 1, channel: "c", topic: "t" })) garbage.socket.write(chunk)
+      yield* waitFor(() => crossed.closed && unknown.closed && garbage.closed, "the three wrong connections closed")
+      expect([crossed.events, unknown.events, garbage.events]).toEqual([[], [], []])
+      const toA = say("job-a", "token-a")
+      yield* a.awaitConnected
+      yield* waitFor(() => toA.events.length > 0, "job-a's hello_ok")
+      expect(kinds(toA)).toEqual(["hello_ok"])
+      yield* Scope.close(scope, Exit.void)
+      yield* waitFor(() => toA.closed && toB.closed, "both connections closed with their channels")
+      expect(yield* tryConnect(port)).toBe("ECONNREFUSED")
     })
   )
 

@@ -11,6 +11,7 @@ import { ClientStatus, makeJobExecutor, Message } from "@flexec/core"
 import { deployJob, fixtureFacts } from "@flexec/testing"
 import { Effect, Exit, Schedule, Scope } from "effect"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { afterAll, beforeAll } from "vitest"
@@ -53,6 +54,15 @@ const parentConfig = (root: string, instanceId: string, jobIds: ReadonlyArray<st
     const config: ParentConfig = { runtimeDir: path.join(root, `rt-${instanceId}`), instanceId, clientName, workspace, env: jobEnv, jobs }
     return config
   })
+
+/** A loopback port free a moment ago (bound to 0, then closed). */
+const freePort = Effect.async<number>((resume) => {
+  const server = net.createServer()
+  server.listen({ host: "127.0.0.1", port: 0 }, () => {
+    const port = (server.address() as net.AddressInfo).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
 
 const grandchildOf = (root: string, jobId: string) =>
   eventually(`the grandchild of ${jobId}`, () => {
@@ -178,6 +188,44 @@ describe("a parent killed with SIGKILL", () => {
       }),
     60_000
   )
+  it.scopedLive(
+    "adopt over tls:// on one fixed port: a new parent presents the pinned certificate, both jobs reconnect to it and answer",
+    () =>
+      Effect.gen(function* () {
+        const root = yield* makeRoot
+        const port = yield* freePort
+        const channel = { transport: "tcp" as const, port, tls: true }
+        const a = { ...(yield* parentConfig(root, "inst-tls", ["job-t1", "job-t2"])), channel }
+        const parent = yield* startParent(a)
+        yield* crash(parent)
+        for (const job of parent.jobs) expect(isDead(job.pid)).toBe(false)
+
+        const executor = yield* ProcessJobExecutor.make({
+          client: { clientName },
+          runtimeDir: a.runtimeDir,
+          instanceId: a.instanceId,
+          recover: "adopt",
+          graceMs: 200,
+          killTimeoutMs,
+          channel
+        })
+        expect((yield* executor.jobs).map((j) => j.jobId).sort()).toEqual(["job-t1", "job-t2"])
+        for (const jobId of ["job-t1", "job-t2"]) {
+          // the worker redials tls://127.0.0.1:<port>, checks the pin, says hello with its token
+          const reply = yield* executor
+            .sendToJob({ jobId, channel: fixtureFacts.channel, topic: fixtureFacts.echoTopic, message: Message.make({ hello: jobId }), timeout: 2_000 })
+            .pipe(Effect.retry(Schedule.spaced("100 millis")), Effect.timeout("20 seconds"))
+          expect(reply.payload).toEqual({ hello: jobId })
+        }
+        for (const jobId of ["job-t1", "job-t2"]) {
+          yield* executor.abortApp(jobId)
+          expect((yield* executor.awaitCompletion(jobId)).returnCode).toBe(9)
+        }
+        for (const job of parent.jobs) expect(isDead(job.pid)).toBe(true)
+      }),
+    90_000
+  )
+
   // Regression: close() used to hang here (the abort fiber inherited the finalizer's
   // uninterruptibility, so the grace-period timeout could never fire).
   it.scopedLive(

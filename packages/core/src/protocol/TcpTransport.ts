@@ -1,7 +1,8 @@
 /**
  * TcpTransport: job channels on TCP, plain (`tcp://host:port`, for loopback
  * and tests) or with TLS 1.3 (`tls://host:port`), for jobs on other hosts.
- * Each channel listens on its own port (port 0: an ephemeral one). Over TLS
+ * Each channel listens on its own ephemeral port (port 0), or all of them on
+ * one fixed port, routed by the hello's job id (`HelloRouter`). Over TLS
  * the parent presents one certificate per transport (given, or self-signed
  * and made on the first listen) and the job pins it: every listener gives the
  * job `FLEXEC_CHANNEL_CERT_SHA256`. The job still authenticates with its
@@ -19,6 +20,10 @@ import * as os from "node:os"
 import * as tls from "node:tls"
 import { LaunchFailed } from "../Errors.js"
 import { certSha256, type KeyAndCert, makeSelfSignedCert } from "../internal/selfSignedCert.js"
+import { makeDeadlines } from "../internal/deadlines.js"
+import type { Deadlines } from "../internal/deadlines.js"
+import { makeHelloRouter } from "./HelloRouter.js"
+import type { HelloRouter } from "./HelloRouter.js"
 import type { ChannelTransportService, TransportListener, TransportListenOptions } from "./Transport.js"
 
 /** The job variable holding the SHA-256 (64 lowercase hex digits) of the parent's certificate's DER bytes. */
@@ -47,7 +52,8 @@ export interface TcpTransportOptions {
   readonly host?: string
   /**
    * The port to bind (default 0: an ephemeral port per channel). A fixed port
-   * serves one channel at a time (a second one fails with `LaunchFailed`).
+   * serves every channel of the transport (each connection goes to the channel
+   * its hello names); it is bound while a channel is open.
    */
   readonly port?: number
   /**
@@ -184,43 +190,96 @@ export const makeTcpTransport = (options: TcpTransportOptions = {}): ChannelTran
   const refusal = refusalOf(options)
   let credentials: Credentials | undefined
 
-  const listen = (listenOptions: TransportListenOptions): Effect.Effect<TransportListener, LaunchFailed, Scope.Scope> =>
-    Effect.gen(function* () {
-      const { jobId, accept } = listenOptions
-      if (refusal !== undefined) return yield* launchFailed(jobId, refusal)
-      const secure =
-        tlsOptions === undefined
-          ? undefined
-          : (credentials ??= yield* Effect.try({
-              try: () => makeCredentials(tlsOptions),
-              catch: (error) => launchFailed(jobId, `cannot make the channel's TLS credentials: ${describe(error)}`, error)
-            }))
-      const sockets = new Set<net.Socket>()
-      const track = (socket: net.Socket): void => {
-        sockets.add(socket)
-        socket.once("close", () => sockets.delete(socket))
-      }
-      const peerOf = (socket: net.Socket): string => `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`
-      let server: net.Server
-      if (secure === undefined) {
-        server = net.createServer({ allowHalfOpen: false, noDelay: true }, (socket) => {
-          track(socket)
-          accept(socket, peerOf(socket))
+  const credentialsFor = (jobId: string): Effect.Effect<Credentials | undefined, LaunchFailed> =>
+    tlsOptions === undefined
+      ? Effect.succeed(undefined)
+      : credentials !== undefined
+      ? Effect.succeed(credentials)
+      : Effect.try({
+          try: () => (credentials ??= makeCredentials(tlsOptions)),
+          catch: (error) => launchFailed(jobId, `cannot make the channel's TLS credentials: ${describe(error)}`, error)
         })
-      } else {
-        server = tls.createServer(
-          { key: secure.key, cert: secure.cert, minVersion: "TLSv1.3", handshakeTimeout: handshakeMs, allowHalfOpen: false, noDelay: true },
-          (socket) => accept(socket, peerOf(socket))
-        )
-        // the raw socket, tracked from its first byte: release destroys handshakes in progress too
-        server.on("connection", track)
-        server.on("tlsClientError", () => {})
-      }
-      const bound = yield* Effect.acquireRelease(bind(jobId, server, host, port), (s) => closeServer(s, sockets))
-      const address = bound.address() as net.AddressInfo
-      const url = `${secure === undefined ? "tcp" : "tls"}://${authority(urlHost, address.port)}`
-      return secure === undefined ? { url } : { url, env: { [CERT_PIN_ENV]: secure.pin } }
+
+  /** A server whose accepted streams (after the TLS handshake) go to `accept`; `sockets` tracks them from their first byte. */
+  const serverFor = (secure: Credentials | undefined, accept: (stream: net.Socket, peer: string) => void, sockets: Set<net.Socket>) => {
+    const track = (socket: net.Socket): void => {
+      sockets.add(socket)
+      socket.once("close", () => sockets.delete(socket))
+    }
+    const peerOf = (socket: net.Socket): string => `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`
+    if (secure === undefined) {
+      return net.createServer({ allowHalfOpen: false, noDelay: true }, (socket) => {
+        track(socket)
+        accept(socket, peerOf(socket))
+      })
+    }
+    const server = tls.createServer(
+      { key: secure.key, cert: secure.cert, minVersion: "TLSv1.3", handshakeTimeout: handshakeMs, allowHalfOpen: false, noDelay: true },
+      (socket) => accept(socket, peerOf(socket))
+    )
+    // the raw socket, tracked from its first byte: release destroys handshakes in progress too
+    server.on("connection", track)
+    server.on("tlsClientError", () => {})
+    return server
+  }
+
+  const listenerOf = (secure: Credentials | undefined, boundPort: number): TransportListener => {
+    const url = `${secure === undefined ? "tcp" : "tls"}://${authority(urlHost, boundPort)}`
+    return secure === undefined ? { url } : { url, env: { [CERT_PIN_ENV]: secure.pin } }
+  }
+
+  /** Port 0: each channel binds its own ephemeral port. */
+  const listenAlone = (listenOptions: TransportListenOptions): Effect.Effect<TransportListener, LaunchFailed, Scope.Scope> =>
+    Effect.gen(function* () {
+      const secure = yield* credentialsFor(listenOptions.jobId)
+      const sockets = new Set<net.Socket>()
+      const server = serverFor(secure, listenOptions.accept, sockets)
+      const bound = yield* Effect.acquireRelease(bind(listenOptions.jobId, server, host, port), (s) => closeServer(s, sockets))
+      return listenerOf(secure, (bound.address() as net.AddressInfo).port)
     })
+
+  // A fixed port: one server for every channel of this transport, bound while one is open;
+  // each connection goes to the channel its hello names (HelloRouter).
+  let shared: { readonly server: net.Server; readonly sockets: Set<net.Socket>; readonly router: HelloRouter; readonly deadlines: Deadlines; channels: number } | undefined
+  const sharedLock = Effect.unsafeMakeSemaphore(1)
+  const listenShared = (listenOptions: TransportListenOptions): Effect.Effect<TransportListener, LaunchFailed, Scope.Scope> =>
+    Effect.gen(function* () {
+      const { jobId } = listenOptions
+      const secure = yield* credentialsFor(jobId)
+      const clock = yield* Effect.clock
+      const port_ = yield* Effect.acquireRelease(
+        sharedLock.withPermits(1)(
+          Effect.gen(function* () {
+            if (shared === undefined) {
+              const sockets = new Set<net.Socket>()
+              const deadlines = makeDeadlines(clock)
+              const router = makeHelloRouter(handshakeMs > 0 ? handshakeMs : 10_000, deadlines)
+              const server = yield* bind(jobId, serverFor(secure, router.route, sockets), host, port)
+              shared = { server, sockets, router, deadlines, channels: 0 }
+            }
+            const remove = shared.router.add(jobId, listenOptions.accept)
+            if (remove === undefined) return yield* launchFailed(jobId, `a channel of job ${jobId} already listens on ${authority(host, port)}`)
+            shared.channels++
+            return { remove, port: (shared.server.address() as net.AddressInfo).port }
+          })
+        ),
+        ({ remove }) =>
+          sharedLock.withPermits(1)(
+            Effect.suspend(() => {
+              remove()
+              const current = shared
+              if (current === undefined || --current.channels > 0) return Effect.void
+              shared = undefined
+              current.deadlines.close()
+              return closeServer(current.server, current.sockets)
+            })
+          )
+      )
+      return listenerOf(secure, port_.port)
+    })
+
+  const listen = (listenOptions: TransportListenOptions): Effect.Effect<TransportListener, LaunchFailed, Scope.Scope> =>
+    refusal !== undefined ? Effect.fail(launchFailed(listenOptions.jobId, refusal)) : port === 0 ? listenAlone(listenOptions) : listenShared(listenOptions)
 
   return {
     name: tlsOptions === undefined ? "tcp" : "tls",

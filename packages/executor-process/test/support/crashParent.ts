@@ -47,6 +47,8 @@ export interface ParentConfig {
   readonly workspace: string
   readonly env: Readonly<Record<string, string>>
   readonly jobs: ReadonlyArray<{ readonly jobId: string; readonly meta: unknown; readonly set: unknown }>
+  /** The executor option `channel` (default: unix). */
+  readonly channel?: unknown
 }
 
 /** A running parent and the pids of its Started jobs. */

@@ -1,5 +1,5 @@
 // A flexec parent in a process of its own, for the crash-recovery tests.
-// argv[2]: JSON { runtimeDir, instanceId, clientName, workspace, env, jobs: [{ jobId, meta, set }] }.
+// argv[2]: JSON { runtimeDir, instanceId, clientName, workspace, env, jobs: [{ jobId, meta, set }], channel? }.
 // Starts every job, waits until each is Started, prints one line
 // `READY {"jobs":[{"jobId","pid"}]}` (pids from the launcher's pid files), then
 // waits to be killed.
@@ -21,7 +21,8 @@ try {
     recover: "off",
     graceMs: 200,
     killTimeoutMs: 500,
-    env: config.env
+    env: config.env,
+    ...(config.channel !== undefined ? { channel: config.channel } : {})
   })
   for (const job of config.jobs) {
     await executor.startApp({ jobId: job.jobId, jobMeta: job.meta, args: { workspace: config.workspace, set: job.set } })
