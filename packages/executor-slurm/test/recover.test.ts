@@ -11,6 +11,7 @@ import { conformanceEchoFixture, deployConformanceJob, mockClient, waitUntil } f
 import { Effect, Either, Exit, Scope } from "effect"
 import * as cp from "node:child_process"
 import * as fs from "node:fs"
+import * as net from "node:net"
 import { createRequire } from "node:module"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
@@ -49,12 +50,12 @@ const world = (): World => {
 }
 
 /** A parent in its own process that starts the echo job of `w`, then is SIGKILLed once the job is Started. */
-const parentDies = async (w: World): Promise<void> => {
+const parentDies = async (w: World, more: Record<string, unknown> = {}): Promise<void> => {
   const job = await Effect.runPromise(
     deployConformanceJob({ workspace: w.workspace, jobId: w.jobId, clientName: mockClient().clientName, fixture: conformanceEchoFixture })
   )
   const viteNode = path.join(path.dirname(require.resolve("vite-node/package.json")), "vite-node.mjs")
-  const args = [w.workspace, w.runtimeDir, w.instanceId, w.jobId, JSON.stringify(baseOptions), JSON.stringify(job), JSON.stringify(mockClient()), JSON.stringify({})]
+  const args = [w.workspace, w.runtimeDir, w.instanceId, w.jobId, JSON.stringify(baseOptions), JSON.stringify(job), JSON.stringify(mockClient()), JSON.stringify({}), JSON.stringify(more)]
   const parent = cp.spawn(process.execPath, [viteNode, path.join(here, "support", "parent.ts"), ...args], { stdio: ["ignore", "pipe", "pipe"] })
   let output = ""
   parent.stdout.on("data", (d: Buffer) => (output += d.toString()))
@@ -72,10 +73,10 @@ const parentDies = async (w: World): Promise<void> => {
 }
 
 /** The next parent of the instance, in this process. */
-const nextParent = (w: World, recover: "reap" | "adopt", scope: Scope.Scope) =>
+const nextParent = (w: World, recover: "reap" | "adopt", scope: Scope.Scope, more: Record<string, unknown> = {}) =>
   Effect.gen(function* () {
     const launcher = yield* SlurmJobLauncher.makeEffect({ ...baseOptions, runtimeDir: w.runtimeDir, killTimeoutMs: 300 })
-    const executor = yield* makeJobExecutor({ client: mockClient(), runtimeDir: w.runtimeDir, instanceId: w.instanceId, launcher, recover, graceMs: 300, killTimeoutMs: 300 }).pipe(
+    const executor = yield* makeJobExecutor({ ...more, client: mockClient(), runtimeDir: w.runtimeDir, instanceId: w.instanceId, launcher, recover, graceMs: 300, killTimeoutMs: 300 }).pipe(
       Scope.extend(scope)
     )
     return { launcher, executor }
@@ -85,6 +86,16 @@ const records = (w: World): ReadonlyArray<string> => {
   const dir = path.join(w.runtimeDir, "slurm", "jobs")
   return fs.existsSync(dir) ? fs.readdirSync(dir) : []
 }
+
+/** A loopback port free a moment ago. */
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const server = net.createServer()
+    server.listen({ host: "127.0.0.1", port: 0 }, () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
 
 const echo = (executor: ClientExecutorService, jobId: string, payload: Message.Payload) =>
   executor.sendToJob({ jobId, channel: "test", topic: "echo", message: Message.make(payload), timeout: "2 seconds" })
@@ -137,6 +148,31 @@ describe.skipIf(!ready)("slurm recovery [needs a Slurm cluster: skipped without 
     expect(liveJobsNamed(`flexec.${w.instanceId}.${w.jobId}`)).toEqual([])
     await waitUntil("the adopted job's processes to be gone", () => (processesOfJob(w.jobId).length === 0 ? true : undefined), 8_000)
     expect(records(w)).toEqual([])
+  }, 120_000)
+
+  it("over tls:// on a fixed port: a parent SIGKILLed mid-job, the next adopts it; the worker redials, pins the same certificate, answers; abort 9", async () => {
+    const w = world()
+    const port = await freePort()
+    const more = { channel: { transport: "tcp", port, tls: true }, reconnectWindowMs: 30_000 }
+    await parentDies(w, more)
+    await Effect.runPromise(
+      Effect.gen(function* () {
+        const scope = yield* Scope.make()
+        const { executor } = yield* nextParent(w, "adopt", scope, more)
+        expect((yield* executor.recovered).map((r) => [r.jobId, r.action])).toEqual([[w.jobId, "adopted"]])
+        let reply = yield* Effect.either(echo(executor, w.jobId, { adopted: w.jobId }))
+        const deadline = Date.now() + 20_000
+        while (Either.isLeft(reply) && Date.now() < deadline) {
+          yield* Effect.sleep(200)
+          reply = yield* Effect.either(echo(executor, w.jobId, { adopted: w.jobId }))
+        }
+        expect(Either.getOrThrow(reply).payload).toEqual({ adopted: w.jobId })
+        yield* executor.abortApp(w.jobId)
+        expect((yield* executor.awaitCompletion(w.jobId)).returnCode).toBe(9)
+        yield* Scope.close(scope, Exit.void)
+      })
+    )
+    expect(liveJobsNamed(`flexec.${w.instanceId}.${w.jobId}`)).toEqual([])
   }, 120_000)
 
   it("another instance's jobs, and a foreign job named like ours but without our labels, are never touched", async () => {
