@@ -42,16 +42,16 @@ const describe = (e: unknown): string => {
   return err?.code !== undefined ? `${err.code}: ${err.message}` : String(err?.message ?? e)
 }
 
-/** The `channel` check; never fails (a failure is a `fail` line). */
+/** The `reach` check (the job channel's reachability); never fails (a failure is a `fail` line). */
 export const channelCheck = (choice: ChannelChoice, advertiseHost: Option.Option<string>, timeoutMs = 5000): Effect.Effect<Check> => {
-  const name = "channel"
+  const name = "reach"
   const jobId = "doctor"
   const token = randomBytes(16).toString("hex")
   return Effect.scoped(
     Effect.gen(function* () {
       const transport = yield* ChannelTransport.fromOption(channelOptionOf(choice, advertiseHost))
       const parent = yield* Effect.acquireRelease(
-        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "flexec-doctor-"))),
+        Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "flexec-doctor-ch-"))),
         (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
       )
       const channel = yield* openJobChannel({ jobId, token, dir: path.join(parent, "ch"), onRequest: () => Option.none() }).pipe(
@@ -77,7 +77,7 @@ export const channelCheck = (choice: ChannelChoice, advertiseHost: Option.Option
       return {
         level: "ok",
         name,
-        detail: `${choice}: a job reached its channel at ${url}${pin !== undefined ? ` (certificate SHA-256 ${pin.slice(0, 16)}… matched the pin)` : ""}`
+        detail: `${choice} job channel: a job reached it at ${url}${pin !== undefined ? ` (certificate SHA-256 ${pin.slice(0, 16)}… matched the pin)` : ""}`
       } satisfies Check
     })
   ).pipe(
@@ -85,7 +85,7 @@ export const channelCheck = (choice: ChannelChoice, advertiseHost: Option.Option
       Effect.succeed<Check>({
         level: "fail",
         name,
-        detail: `${choice}: ${reason}`,
+        detail: `${choice} job channel: ${reason}`,
         fix: choice === "unix"
           ? "set TMPDIR to a short, writable folder (e.g. TMPDIR=/tmp)"
           : "check that the advertised host resolves and reaches this machine (--advertise-host), and that no firewall drops the port"
