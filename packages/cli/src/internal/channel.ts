@@ -16,7 +16,14 @@ import * as fs from "node:fs"
 import * as os from "node:os"
 import * as path from "node:path"
 import type { Duplex } from "node:stream"
-import type { Check } from "../DoctorCommand.js"
+
+/** One doctor line (the shape of the doctor's `Check`). */
+export interface ChannelCheck {
+  readonly level: "ok" | "fail"
+  readonly name: string
+  readonly detail: string
+  readonly fix?: string
+}
 
 /** What `doctor --channel` accepts. */
 export type ChannelChoice = "unix" | "tcp" | "tls"
@@ -43,7 +50,7 @@ const describe = (e: unknown): string => {
 }
 
 /** The `reach` check (the job channel's reachability); never fails (a failure is a `fail` line). */
-export const channelCheck = (choice: ChannelChoice, advertiseHost: Option.Option<string>, timeoutMs = 5000): Effect.Effect<Check> => {
+export const channelCheck = (choice: ChannelChoice, advertiseHost: Option.Option<string>, timeoutMs = 5000): Effect.Effect<ChannelCheck> => {
   const name = "reach"
   const jobId = "doctor"
   const token = randomBytes(16).toString("hex")
@@ -78,11 +85,11 @@ export const channelCheck = (choice: ChannelChoice, advertiseHost: Option.Option
         level: "ok",
         name,
         detail: `${choice} job channel: a job reached it at ${url}${pin !== undefined ? ` (certificate SHA-256 ${pin.slice(0, 16)}… matched the pin)` : ""}`
-      } satisfies Check
+      } satisfies ChannelCheck
     })
   ).pipe(
     Effect.catchAll((reason) =>
-      Effect.succeed<Check>({
+      Effect.succeed<ChannelCheck>({
         level: "fail",
         name,
         detail: `${choice} job channel: ${reason}`,
