@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // flexec benchmarks: `npm run bench [-- [--quick] [--check] [--no-write] [name ...]]`.
-// Names: start-process rtt bulk start-docker start-slurm scale abort codec (default: all).
+// Names: start-process rtt bulk channel start-docker start-slurm scale abort codec (default: all).
 // Each measurement runs flexec and its raw baseline in this same process,
 // paired and interleaved, and the table of medians and ratios (flexec / raw)
 // is printed and written to bench/RESULTS.md. --check exits 1 when a ratio
@@ -11,7 +11,7 @@ import * as os from "node:os"
 import * as path from "node:path"
 import { benchDir } from "./lib/common.mjs"
 
-const all = ["codec", "start-process", "rtt", "bulk", "abort", "scale", "start-docker", "start-slurm"]
+const all = ["codec", "start-process", "rtt", "bulk", "channel", "abort", "scale", "start-docker", "start-slurm"]
 const args = process.argv.slice(2)
 const quick = args.includes("--quick")
 const check = args.includes("--check")

@@ -3,7 +3,7 @@
  *
  * @since 0.1.0
  */
-import { Command as CliCommand } from "@effect/cli"
+import { Command as CliCommand, Options } from "@effect/cli"
 import { defaultRuntimeDir } from "@flexec/core"
 import { resolveEndpoint } from "@flexec/executor-docker"
 import { Effect, Option, Ref } from "effect"
@@ -11,6 +11,8 @@ import * as fs from "node:fs"
 import * as http from "node:http"
 import * as os from "node:os"
 import * as path from "node:path"
+import { channelCheck } from "./internal/channel.js"
+import type { ChannelChoice } from "./internal/channel.js"
 import { ExitStatus } from "./internal/exitStatus.js"
 import { slurmChecks } from "./internal/slurm.js"
 import { verboseOption } from "./RunCommand.js"
@@ -134,11 +136,15 @@ const caCheck = (): Check => {
     }
 }
 
-/** Every check, in the order they are printed. */
-export const doctorChecks = Effect.gen(function* () {
-  const [docker, gpus, slurm] = yield* Effect.all([dockerCheck, gpuCheck, slurmChecks], { concurrency: 3 })
-  return [nodeCheck(), docker, ...slurm, gpus, runtimeCheck(), caCheck()] as ReadonlyArray<Check>
-})
+/** Every check, in the order they are printed; the channel check opens and reaches a `channel` job channel. */
+export const doctorChecksWith = (channel: ChannelChoice = "unix", advertiseHost: Option.Option<string> = Option.none()) =>
+  Effect.gen(function* () {
+    const [docker, gpus, slurm, reach] = yield* Effect.all([dockerCheck, gpuCheck, slurmChecks, channelCheck(channel, advertiseHost)], { concurrency: 4 })
+    return [nodeCheck(), docker, ...slurm, gpus, runtimeCheck(), reach, caCheck()] as ReadonlyArray<Check>
+  })
+
+/** Every check, in the order they are printed (the channel check over the default unix channel). */
+export const doctorChecks = doctorChecksWith()
 
 /** The report as text; one line per check, and its fix under it. */
 export const formatChecks = (checks: ReadonlyArray<Check>): string =>
@@ -147,9 +153,19 @@ export const formatChecks = (checks: ReadonlyArray<Check>): string =>
     .join("\n") + "\n"
 
 /** The `doctor` subcommand: exit 0 when the process backend can work here. */
-export const doctorCommand = CliCommand.make("doctor", { verbose: verboseOption }, () =>
+export const doctorCommand = CliCommand.make("doctor", {
+  verbose: verboseOption,
+  channel: Options.choice("channel", ["unix", "tcp", "tls"]).pipe(
+    Options.withDefault("unix" as const),
+    Options.withDescription("the job channel to check: unix (a socket per job, the default), tcp, or tls (tcp with a pinned certificate)")
+  ),
+  advertiseHost: Options.text("advertise-host").pipe(
+    Options.optional,
+    Options.withDescription("with --channel tcp|tls: the host jobs are told to connect to (default: the listening address)")
+  )
+}, ({ advertiseHost, channel }) =>
   Effect.gen(function* () {
-    const checks = yield* doctorChecks
+    const checks = yield* doctorChecksWith(channel, advertiseHost)
     yield* Effect.sync(() => process.stdout.write(formatChecks(checks)))
     const failed = checks.some((c) => c.level === "fail")
     yield* Effect.sync(() =>
@@ -157,4 +173,4 @@ export const doctorCommand = CliCommand.make("doctor", { verbose: verboseOption 
     )
     yield* Ref.set(yield* ExitStatus, failed ? 1 : 0)
   })
-).pipe(CliCommand.withDescription("Show what this machine offers flexec (Node, Docker, Slurm, GPUs, runtime dir, CA certificates) and how to fix problems."))
+).pipe(CliCommand.withDescription("Show what this machine offers flexec (Node, Docker, Slurm, GPUs, runtime dir, job channel, CA certificates) and how to fix problems."))

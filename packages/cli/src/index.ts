@@ -19,7 +19,7 @@ import { runCommand } from "./RunCommand.js"
 
 export { CliError, errorLine, ExitCode, exitCodeOf } from "./internal/errors.js"
 export { conformanceBin, conformanceCommand } from "./ConformanceCommand.js"
-export { doctorChecks, doctorCommand, formatChecks, maxSocketPath } from "./DoctorCommand.js"
+export { doctorChecks, doctorChecksWith, doctorCommand, formatChecks, maxSocketPath } from "./DoctorCommand.js"
 export type { Check } from "./DoctorCommand.js"
 export { runCommand, runJobFolder } from "./RunCommand.js"
 export type { RunArgs } from "./RunCommand.js"

@@ -1,4 +1,5 @@
 import * as fs from "node:fs"
+import * as net from "node:net"
 import * as os from "node:os"
 import * as path from "node:path"
 import { describe, expect, it } from "vitest"
@@ -43,6 +44,40 @@ describe("flexec doctor", () => {
     const { stdout } = await runCli(["doctor"], 30_000, { ...process.env, NODE_EXTRA_CA_CERTS: "/nonexistent/ca.pem" })
     expect(stdout).toMatch(/^warn\s+ca-certs\s+NODE_EXTRA_CA_CERTS=\/nonexistent\/ca\.pem is set here, but jobs do not inherit it/m)
     expect(stdout).toMatch(/fix: .*inheritEnv/)
+  })
+})
+
+describe("flexec doctor: the job channel's reachability", () => {
+  it("unix (the default): a job reached the channel's unix socket, and its folder is removed after", async () => {
+    const { code, stdout } = await runCli(["doctor"], 30_000)
+    expect(code).toBe(0)
+    const line = /^ok\s+reach\s+unix job channel: a job reached it at unix:\/\/(\S+)$/m.exec(stdout)
+    expect(line, stdout).not.toBeNull()
+    // <tmpdir>/flexec-doctor-ch-XXXXXX/ch/ch.sock: the doctor's own folder is gone
+    const folder = path.dirname(path.dirname(line![1]!))
+    expect(path.basename(folder)).toMatch(/^flexec-doctor-ch-/)
+    expect(fs.existsSync(folder)).toBe(false)
+  })
+
+  it("--channel tls: a job reached tls://127.0.0.1:<port> and the certificate matched the pin; the port is closed after", async () => {
+    const { code, stdout } = await runCli(["doctor", "--channel", "tls"], 30_000)
+    expect(code).toBe(0)
+    const line = /^ok\s+reach\s+tls job channel: a job reached it at tls:\/\/127\.0\.0\.1:(\d+) \(certificate SHA-256 [0-9a-f]{16}… matched the pin\)$/m.exec(stdout)
+    expect(line, stdout).not.toBeNull()
+    // the doctor closed its listener: the port refuses now
+    const refused = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host: "127.0.0.1", port: Number(line![1]) })
+      s.once("connect", () => (s.destroy(), resolve(false)))
+      s.once("error", () => resolve(true))
+    })
+    expect(refused).toBe(true)
+  })
+
+  it("--channel tcp --advertise-host that does not resolve: a fail line naming ENOTFOUND, with a fix, and exit 1", async () => {
+    const { code, stdout } = await runCli(["doctor", "--channel", "tcp", "--advertise-host", "no-such-host.invalid"], 30_000)
+    expect(code).toBe(1)
+    expect(stdout).toMatch(/^fail\s+reach\s+tcp job channel: cannot connect to tcp:\/\/no-such-host\.invalid:\d+: ENOTFOUND/m)
+    expect(stdout).toMatch(/fix: check that the advertised host resolves/)
   })
 })
 

@@ -57,8 +57,12 @@ export const commandSpecs: ReadonlyArray<CommandSpec> = [
   {
     name: "doctor",
     args: [],
-    summary: "Show what this machine offers flexec (Node, Docker, GPUs, runtime dir, CA certificates) and how to fix problems.",
-    options: [verbose]
+    summary: "Show what this machine offers flexec (Node, Docker, Slurm, GPUs, runtime dir, job channel, CA certificates) and how to fix problems.",
+    options: [
+      { name: "channel", value: "unix|tcp|tls", default: "unix", description: "the job channel to open and reach as a job would (tls: the certificate pinned)" },
+      { name: "advertise-host", value: "<host>", description: "with --channel tcp|tls: the host jobs are told to connect to" },
+      verbose
+    ]
   },
   {
     name: "conformance",
