@@ -56,11 +56,12 @@ export const channelCheck = (choice: ChannelChoice, advertiseHost: Option.Option
   const token = randomBytes(16).toString("hex")
   return Effect.scoped(
     Effect.gen(function* () {
-      const transport = yield* ChannelTransport.fromOption(channelOptionOf(choice, advertiseHost))
       const parent = yield* Effect.acquireRelease(
         Effect.sync(() => fs.mkdtempSync(path.join(os.tmpdir(), "flexec-doctor-ch-"))),
         (dir) => Effect.sync(() => fs.rmSync(dir, { recursive: true, force: true }))
       )
+      // a TLS certificate of the check's own, in its temporary folder
+      const transport = yield* ChannelTransport.fromOption(channelOptionOf(choice, advertiseHost), { runtimeDir: parent, adopt: false })
       const channel = yield* openJobChannel({ jobId, token, dir: path.join(parent, "ch"), onRequest: () => Option.none() }).pipe(
         Effect.provideService(ChannelTransport, transport),
         Effect.mapError((e) => `could not listen: ${e.reason}`)
