@@ -19,6 +19,7 @@ import * as net from "node:net"
 import * as os from "node:os"
 import * as tls from "node:tls"
 import { LaunchFailed } from "../Errors.js"
+import { closeServer } from "../internal/servers.js"
 import { certSha256, type KeyAndCert, makeSelfSignedCert } from "../internal/selfSignedCert.js"
 import { makeDeadlines } from "../internal/deadlines.js"
 import type { Deadlines } from "../internal/deadlines.js"
@@ -160,13 +161,6 @@ const bind = (jobId: string, server: net.Server, host: string, port: number) =>
       resume(Effect.succeed(server))
     })
   })
-
-const closeServer = (server: net.Server, sockets: Set<net.Socket>) =>
-  Effect.async<void>((resume) => {
-    server.close(() => resume(Effect.void))
-    for (const socket of sockets) socket.destroy()
-    sockets.clear()
-  }).pipe(Effect.timeoutOption(Duration.seconds(5)), Effect.asVoid)
 
 /**
  * A transport for job channels over TCP: `tcp://<advertiseHost>:<port>`, or

@@ -5,13 +5,14 @@
  *
  * @since 0.1.0
  */
-import { Duration, Effect } from "effect"
+import { Effect } from "effect"
 import type { Scope } from "effect"
 import { Buffer } from "node:buffer"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as path from "node:path"
 import { LaunchFailed } from "../Errors.js"
+import { closeServer } from "../internal/servers.js"
 import type { ChannelTransportService, TransportListener, TransportListenOptions } from "./Transport.js"
 
 /** Longest unix socket path (bytes; `sun_path` holds 108 with the terminating NUL). */
@@ -53,13 +54,6 @@ const listenOn = (jobId: string, socketPath: string, onSocket: (socket: net.Sock
       failed = (error) => resume(Effect.fail(refused(error)))
     })
   })
-
-const closeServer = (server: net.Server, sockets: Set<net.Socket>) =>
-  Effect.async<void>((resume) => {
-    server.close(() => resume(Effect.void))
-    for (const socket of sockets) socket.destroy()
-    sockets.clear()
-  }).pipe(Effect.timeoutOption(Duration.seconds(5)), Effect.asVoid)
 
 const listen = (options: TransportListenOptions): Effect.Effect<TransportListener, LaunchFailed, Scope.Scope> =>
   Effect.gen(function* () {
