@@ -16,7 +16,8 @@ import type {
 } from "@flexec/core"
 import { toPromiseExecutor } from "@flexec/core/promise"
 import type { OnParentExit, PromiseExecutor } from "@flexec/core/promise"
-import type { Effect, Layer, Scope } from "effect"
+import { Effect } from "effect"
+import type { Layer, Scope } from "effect"
 import { make } from "./DockerJobLauncher.js"
 import type { DockerLauncherOptions } from "./DockerJobLauncher.js"
 
@@ -41,7 +42,10 @@ export type DockerExecutorError = InstanceInUse | BackendUnavailable | InvalidCl
  * (closing it aborts what runs and releases everything).
  */
 const makeExecutor = (options: DockerExecutorOptions): Effect.Effect<JobExecutorService, DockerExecutorError, Scope.Scope> =>
-  makeJobExecutor({ ...options, launcher: make(options) })
+  // containers run without a network: the channel reaches them only as the bind-mounted unix socket
+  options.channel !== undefined && options.channel.transport !== "unix"
+    ? Effect.die(new TypeError(`channel: the Docker backend's containers have no network; its channel is { transport: "unix" }, not ${JSON.stringify(options.channel.transport)}`))
+    : makeJobExecutor({ ...options, launcher: make(options) })
 
 /** The Docker executor, as the process backend's: `make` (scoped Effect) and `layer`. */
 export const DockerJobExecutor = {

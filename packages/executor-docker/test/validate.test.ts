@@ -1,10 +1,12 @@
+import * as fs from "node:fs"
+import * as os from "node:os"
 import type { JobMeta } from "@flexec/core"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Exit } from "effect"
+import { Cause, Effect, Exit } from "effect"
 import * as path from "node:path"
 import { afterAll } from "vitest"
 import { resolveEndpoint } from "../src/DockerClient.js"
-import { containerBody, dockerCapabilities, exitOfState, jobSpecKeys, makeDockerLauncher } from "../src/index.js"
+import { containerBody, DockerJobExecutor, dockerCapabilities, exitOfState, jobSpecKeys, makeDockerLauncher } from "../src/index.js"
 import { checkJobSpec, imageMatcher, parseMemory, parseShmSize } from "../src/internal/spec.js"
 import { cleanupRoots, makeRequest, makeRoot } from "./helpers.js"
 
@@ -325,5 +327,16 @@ describe("exits", () => {
     expect(exitOfState({ status: "exited", exitCode: 137, oomKilled: true })).toEqual({ code: null, signal: "SIGKILL", oomKilled: true, lost: false })
     expect(exitOfState({ status: "exited", exitCode: 143, oomKilled: false }).signal).toBe("SIGTERM")
     expect(exitOfState({ status: "created", exitCode: 128, oomKilled: false }).lost).toBe(true)
+  })
+})
+
+describe("the executor option channel", () => {
+  it("tcp is refused when the executor is made: containers have no network (a TypeError naming the unix channel); nothing is made", async () => {
+    const runtimeDir = path.join(os.tmpdir(), `flexec-docker-ch-${process.pid}`)
+    const exit = await Effect.runPromiseExit(
+      Effect.scoped(DockerJobExecutor.make({ client: { clientName: "site-1" }, runtimeDir, channel: { transport: "tcp", tls: true } }))
+    )
+    expect(String(Exit.isFailure(exit) ? Cause.squash(exit.cause) : "")).toContain(`its channel is { transport: "unix" }, not "tcp"`)
+    expect(fs.existsSync(runtimeDir)).toBe(false)
   })
 })
