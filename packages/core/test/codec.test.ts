@@ -2,6 +2,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either } from "effect"
 import * as fc from "fast-check"
 import { Buffer } from "node:buffer"
+import * as fs from "node:fs"
+import * as net from "node:net"
+import * as os from "node:os"
+import * as path from "node:path"
 import {
   decodePayload,
   DEFAULT_MAX_FRAME_BYTES,
@@ -13,7 +17,8 @@ import {
   FrameDecoder,
   type FrameHeader,
   MAX_HEADER_BYTES,
-  SMALL_PAYLOAD_BYTES
+  SMALL_PAYLOAD_BYTES,
+  writeFrameChunks
 } from "../src/protocol/Frame.js"
 import { duplexPair } from "../src/internal/duplexPair.js"
 import * as Message from "../src/Message.js"
@@ -67,6 +72,41 @@ describe("codec", () => {
       expect(encodedFrameLength(chunks)).toBe(4 + text.length + size)
     }
   })
+
+  it.live("sends a large frame to a real unix socket as one writev, and the peer reads it whole and byte-exact", () =>
+    Effect.gen(function* () {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fx-wv-"))
+      const sock = path.join(dir, "s.sock")
+      const received: Array<Buffer> = []
+      const server = net.createServer((peer) => peer.on("data", (chunk: Buffer) => received.push(chunk)))
+      yield* Effect.async<void>((resume) => void server.listen(sock, () => resume(Effect.void)))
+      const client = net.connect(sock)
+      yield* Effect.async<void>((resume) => void client.once("connect", () => resume(Effect.void)))
+      // what the socket is asked to do: one vectored write of both chunks, or separate writes
+      const calls: Array<string> = []
+      const socket = client as unknown as { _writev: (...a: Array<unknown>) => unknown; _write: (...a: Array<unknown>) => unknown }
+      const writev = socket._writev.bind(client)
+      const write = socket._write.bind(client)
+      socket._writev = (chunks: unknown, cb: unknown) => (calls.push(`writev ${(chunks as Array<unknown>).length}`), writev(chunks, cb))
+      socket._write = (chunk: unknown, enc: unknown, cb: unknown) => (calls.push("write"), write(chunk, enc, cb))
+      const payload = new Uint8Array(64 * 1024).map((_, i) => i % 253)
+      const chunks = encodeFrame({ kind: "reply", id: 9, rc: "ok", enc: "bytes" }, payload)
+      expect(chunks).toHaveLength(2)
+      expect(writeFrameChunks(client, chunks)).toBe(true)
+      expect(calls).toEqual(["writev 2"])
+      const total = encodedFrameLength(chunks) + 4
+      const deadline = Date.now() + 5000
+      while (received.reduce((n, b) => n + b.length, 0) < total && Date.now() < deadline) yield* Effect.sleep("5 millis")
+      expect(Buffer.concat(received).equals(Buffer.concat(chunks))).toBe(true)
+      // a small frame is one buffer, written as it is
+      calls.length = 0
+      writeFrameChunks(client, encodeFrame({ kind: "reply", id: 10, rc: "ok", enc: "none" }))
+      expect(calls).toEqual(["write"])
+      client.destroy()
+      yield* Effect.async<void>((resume) => void server.close(() => resume(Effect.void)))
+      fs.rmSync(dir, { recursive: true, force: true })
+    })
+  )
 
   it("refuses to encode a header over 64 KiB", () => {
     expect(() => encodeFrame({ kind: "notify", channel: "x".repeat(MAX_HEADER_BYTES), topic: "t" })).toThrow(RangeError)

@@ -118,6 +118,31 @@ export const encodeFrame = (header: FrameHeader, payload?: Uint8Array | string):
   return payloadBytes > 0 && !inline ? [head, body as Uint8Array] : [head]
 }
 
+/** The part of a writable stream `writeFrameChunks` uses (a `net.Socket`, a TLS socket, any `Duplex`). */
+export interface FrameSink {
+  write(chunk: Uint8Array): boolean
+  cork(): void
+  uncork(): void
+  readonly writableLength: number
+  readonly writableHighWaterMark: number
+}
+
+/**
+ * Writes a frame's chunks to `sink`; returns false when the caller should wait
+ * for `drain`, as `write` does. A frame of several chunks (a large payload) is
+ * corked around its writes, so a socket sends it with one `writev`: one syscall
+ * and one wake-up of the peer, without copying the payload. Its answer is the
+ * buffer's state after the `writev`, not while corked (when everything was
+ * still buffered): a frame the kernel took at once needs no wait.
+ */
+export const writeFrameChunks = (sink: FrameSink, chunks: ReadonlyArray<Uint8Array>): boolean => {
+  if (chunks.length === 1) return sink.write(chunks[0]!)
+  sink.cork()
+  for (const chunk of chunks) sink.write(chunk)
+  sink.uncork()
+  return sink.writableLength < sink.writableHighWaterMark
+}
+
 /** The `length` field of a frame encoded by `encodeFrame` (read from its first chunk). */
 export const encodedFrameLength = (chunks: ReadonlyArray<Uint8Array>): number => {
   const head = chunks[0]!

@@ -178,8 +178,7 @@ export const unsafeMakeFramedStream = (
         item.done?.(false)
         continue
       }
-      let room = true
-      for (const chunk of item.chunks) room = stream.write(chunk)
+      const room = item.chunks.length === 0 || codec.writeFrameChunks(stream, item.chunks)
       if (!room) {
         draining = true
         // completes once the stream drains, with the frames queued behind it
@@ -211,8 +210,7 @@ export const unsafeMakeFramedStream = (
       queue.push({ chunks, done })
       return
     }
-    let room = true
-    for (const chunk of chunks) room = stream.write(chunk)
+    const room = chunks.length === 0 || codec.writeFrameChunks(stream, chunks)
     if (room) return done?.(true)
     draining = true
     queue.push({ chunks: [], done })

@@ -5,7 +5,7 @@
  */
 import { Buffer } from "node:buffer"
 import type { Duplex } from "node:stream"
-import { encodedFrameLength, encodeFrame, encodePayloadBody, type FrameHeader } from "../protocol/Frame.js"
+import { encodedFrameLength, encodeFrame, encodePayloadBody, type FrameHeader, writeFrameChunks } from "../protocol/Frame.js"
 import { ChannelError, messageOf } from "./errors.js"
 import { encodeChecked } from "./payload.js"
 
@@ -45,7 +45,7 @@ export class Conn {
       throw new ChannelError("msg_too_big", `a frame of ${size} bytes exceeds the parent's limit of ${this.maxFrame} bytes`)
     }
     if (!this.alive) return
-    for (const chunk of chunks) this.socket.write(chunk)
+    writeFrameChunks(this.socket, chunks)
   }
 
   /**

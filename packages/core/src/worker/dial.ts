@@ -5,7 +5,7 @@
  */
 import { Buffer } from "node:buffer"
 import type { Duplex } from "node:stream"
-import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, MAX_HEADER_BYTES, parseHeader, PROTOCOL_VERSION } from "../protocol/Frame.js"
+import { DEFAULT_MAX_FRAME_BYTES, encodeFrame, MAX_HEADER_BYTES, parseHeader, PROTOCOL_VERSION, writeFrameChunks } from "../protocol/Frame.js"
 import { toBuffer } from "./connection.js"
 import { isConfigError, messageOf } from "./errors.js"
 import type { Timers } from "./timers.js"
@@ -138,7 +138,7 @@ const attempt = (options: DialOptions, hooks: DialHooks, timeoutMs: number): Pro
       let size = 0
       for (const chunk of chunks) size += chunk.byteLength
       if (chunks.length > 1 && size <= EARLY_COALESCE_BYTES) socket.write(Buffer.concat(chunks, size))
-      else for (const chunk of chunks) socket.write(chunk)
+      else writeFrameChunks(socket, chunks)
     } catch (error) {
       finish(false, `cannot send hello: ${messageOf(error)}`)
     }
