@@ -151,3 +151,56 @@ export const resourceSpecFor = (meta: JobMeta, site: string): Readonly<Record<st
   }
   return { ...pick("default"), ...pick("@default"), ...pick(site) }
 }
+
+/** One problem `checkLauncherSpec` found, in the order it walked them. */
+export interface LauncherSpecProblem {
+  /** The entry is not a JSON object (`path` is the entry's, e.g. `launcher_spec.default.docker`), or it holds a key outside the allowlist (`path` is the key's, e.g. `launcher_spec.site-1.docker.privileged`). */
+  readonly kind: "notAnObject" | "notAllowed"
+  readonly path: string
+}
+
+/** Why `checkLauncherSpec` refused a job's `launcher_spec`: every problem, and one message naming them and the allowed keys. */
+export interface LauncherSpecRefusal {
+  readonly problems: ReadonlyArray<LauncherSpecProblem>
+  /**
+   * Each entry that is not an object (`<path> must be an object`), then the keys
+   * outside the allowlist in one part (`<paths>: not allowed; the keys allowed in
+   * launcher_spec.<site|default>.<mode> are: <keys>`), joined with `"; "`.
+   */
+  readonly message: string
+}
+
+/**
+ * Checks a job's options for launcher mode `mode` against the backend's
+ * allowlist: `launcher_spec.default[mode]`, then `launcher_spec[site][mode]`,
+ * must each be absent or a JSON object holding only `allowedKeys`. Returns
+ * their merge (site wins, as `launcherSpecFor`; empty when neither exists), or
+ * every problem found. Checks the keys only, not their values: those are the
+ * backend's to check.
+ */
+export const checkLauncherSpec = (
+  meta: JobMeta,
+  site: string,
+  mode: string,
+  allowedKeys: ReadonlyArray<string>
+): Either.Either<Readonly<Record<string, unknown>>, LauncherSpecRefusal> => {
+  const problems: Array<LauncherSpecProblem> = []
+  for (const where of ["default", site]) {
+    const entry: unknown = meta.launcher_spec?.[where]?.[mode]
+    if (entry === undefined) continue
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      problems.push({ kind: "notAnObject", path: `launcher_spec.${where}.${mode}` })
+      continue
+    }
+    for (const key of Object.keys(entry)) {
+      if (!allowedKeys.includes(key)) problems.push({ kind: "notAllowed", path: `launcher_spec.${where}.${mode}.${key}` })
+    }
+  }
+  if (problems.length === 0) return Either.right(launcherSpecFor(meta, site, mode) ?? {})
+  const parts = problems.filter((p) => p.kind === "notAnObject").map((p) => `${p.path} must be an object`)
+  const refused = problems.filter((p) => p.kind === "notAllowed").map((p) => p.path)
+  if (refused.length > 0) {
+    parts.push(`${refused.join(", ")}: not allowed; the keys allowed in launcher_spec.<site|default>.${mode} are: ${allowedKeys.join(", ")}`)
+  }
+  return Either.left({ problems, message: parts.join("; ") })
+}

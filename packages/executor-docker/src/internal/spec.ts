@@ -2,7 +2,8 @@
  * Pure helpers of the Docker backend: the job's `launcher_spec.<site|default>.docker`
  * allowlist, sizes, image patterns, container names and container paths.
  */
-import { launcherSpecFor, resourceSpecFor } from "@flexec/core"
+import { checkLauncherSpec, resourceSpecFor } from "@flexec/core"
+import { Either } from "effect"
 import type { JobMeta } from "@flexec/core"
 
 /** Keys a job may set in its `launcher_spec.<site|default>.docker` entry. */
@@ -150,20 +151,17 @@ export const checkJobSpec = (
   site: string
 ): { readonly _tag: "Left"; readonly issues: string } | { readonly _tag: "Right"; readonly spec: DockerJobSpec } => {
   const fail = (issues: string) => ({ _tag: "Left" as const, issues })
-  const allowed = new Set<string>(allowedSpecKeys)
-  for (const where of ["default", site]) {
-    const entry = meta.launcher_spec?.[where]?.docker
-    if (entry === undefined) continue
-    if (!isRecord(entry)) return fail(`launcher_spec.${where}.docker must be an object`)
-    for (const key of Object.keys(entry)) {
-      if (!allowed.has(key)) {
-        return fail(
-          `launcher_spec.${where}.docker.${key} is not allowed; a job may set only: ${allowedSpecKeys.join(", ")}`
-        )
-      }
-    }
+  const checked = checkLauncherSpec(meta, site, "docker", allowedSpecKeys)
+  // the first problem only, in the words Docker jobs have always been told
+  if (Either.isLeft(checked)) {
+    const first = checked.left.problems[0]!
+    return fail(
+      first.kind === "notAnObject"
+        ? `${first.path} must be an object`
+        : `${first.path} is not allowed; a job may set only: ${allowedSpecKeys.join(", ")}`
+    )
   }
-  const spec = launcherSpecFor(meta, site, "docker") ?? {}
+  const spec = checked.right
   // `image: null` is "not set" (NVFlare's rule): the site's image is used
   let image: string | undefined
   if (spec.image !== undefined && spec.image !== null) {

@@ -8,6 +8,7 @@ import { Data, Effect } from "effect"
 import { execFile, spawnSync } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
+import { BackendUnavailable } from "./core.js"
 
 /** The clients the backend runs. */
 export type SlurmCommand = "sbatch" | "squeue" | "scancel" | "scontrol"
@@ -27,6 +28,9 @@ export class SlurmCommandError extends Data.TaggedError("SlurmCommandError")<{
     return `${this.command}: ${this.detail}`
   }
 }
+
+/** A command the controller could not answer, as the backend reports it: `BackendUnavailable` with the command and Slurm's message. */
+export const unavailable = (e: SlurmCommandError): BackendUnavailable => new BackendUnavailable({ backend: "slurm", detail: e.message })
 
 /** What a command that ran printed. */
 export interface CommandOutput {

@@ -5,12 +5,12 @@
  */
 export {
   BackendUnavailable,
+  checkLauncherSpec,
   decodeJobId,
   defaultRuntimeDir,
   InvalidJobMeta,
   JobId,
   LaunchFailed,
-  launcherSpecFor,
   resourceSpecFor
 } from "@flexec/core"
 export type {

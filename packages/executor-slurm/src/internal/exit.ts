@@ -35,6 +35,9 @@ export const isTerminal = (state: string): boolean => !activeStates.has(state.to
 /** `PENDING` and its kin: the job holds no node yet and cannot be signalled, only cancelled. */
 export const isPending = (state: string): boolean => ["PENDING", "REQUEUE_HOLD", "REQUEUED", "RESV_DEL_HOLD"].includes(state.toUpperCase())
 
+/** States in which a job's processes run on its node, so that `scancel --signal` reaches them (else it is cancelled). */
+export const isSignallable = (state: string | undefined): boolean => state === "RUNNING" || state === "SUSPENDED" || state === "COMPLETING"
+
 const signalNames = new Map<number, string>(Object.entries(os.constants.signals).map(([name, n]) => [n as number, name]))
 
 /** The signal name of `n`, or `SIG<n>` for a number this platform does not name. */

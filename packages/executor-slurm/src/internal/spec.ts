@@ -6,8 +6,9 @@
  *
  * @internal
  */
+import { Either } from "effect"
 import type { JobMeta } from "./core.js"
-import { launcherSpecFor, resourceSpecFor } from "./core.js"
+import { checkLauncherSpec, resourceSpecFor } from "./core.js"
 
 /** Keys a job may set in `launcher_spec.<site|default>.slurm`. */
 export const allowedSlurmSpecKeys: ReadonlyArray<string> = ["partition", "time", "qos", "constraint", "reservation", "nice"]
@@ -59,29 +60,15 @@ export interface SlurmJobSpec {
   readonly gpus?: number
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
-  typeof value === "object" && value !== null && !Array.isArray(value)
-
 /** Checks the job's Slurm options and resources: the spec, or every problem found. */
 export const checkSlurmSpec = (
   meta: JobMeta,
   site: string
 ): { readonly _tag: "Left"; readonly issues: string } | { readonly _tag: "Right"; readonly spec: SlurmJobSpec } => {
   const issues: Array<string> = []
-  const unknown: Array<string> = []
-  for (const where of ["default", site]) {
-    const entry = meta.launcher_spec?.[where]?.slurm
-    if (entry === undefined) continue
-    if (!isRecord(entry)) {
-      issues.push(`launcher_spec.${where}.slurm must be an object`)
-      continue
-    }
-    for (const key of Object.keys(entry)) if (!allowedSlurmSpecKeys.includes(key)) unknown.push(`launcher_spec.${where}.slurm.${key}`)
-  }
-  if (unknown.length > 0) {
-    issues.push(`${unknown.join(", ")}: not allowed; the keys allowed in launcher_spec.<site|default>.slurm are: ${allowedSlurmSpecKeys.join(", ")}`)
-  }
-  const spec = issues.length === 0 ? launcherSpecFor(meta, site, "slurm") ?? {} : {}
+  const checked = checkLauncherSpec(meta, site, "slurm", allowedSlurmSpecKeys)
+  if (Either.isLeft(checked)) issues.push(checked.left.message)
+  const spec: Readonly<Record<string, unknown>> = Either.isRight(checked) ? checked.right : {}
   const out: { -readonly [K in keyof SlurmJobSpec]: SlurmJobSpec[K] } = {}
   for (const key of ["partition", "qos", "constraint", "reservation"] as const) {
     const value = spec[key]
