@@ -91,3 +91,19 @@ export const bestPeerRow = ({ id, what, flexec, peers, fmt, rate, bar = 1.0, not
     note: [verdict, rate ? "ratio of times per transfer (= inverse of the rates)" : "ratio of p50s", note].filter(Boolean).join("; ")
   })
 }
+
+/**
+ * The spread of a ratio over the run: the samples (taken in rounds, so index i
+ * of `a` and `b` come from the same round) cut into `blocks` consecutive
+ * blocks, and `ratio(median of a's block, median of b's block)` in each;
+ * returns the lowest and highest.
+ * @param {Array<number>} a
+ * @param {Array<number>} b
+ * @param {(x: number, y: number) => number} ratio
+ */
+export const spreadOf = (a, b, ratio, blocks = 5) => {
+  const size = Math.max(1, Math.floor(Math.min(a.length, b.length) / blocks))
+  const rs = []
+  for (let i = 0; i + size <= Math.min(a.length, b.length); i += size) rs.push(ratio(median(a.slice(i, i + size)), median(b.slice(i, i + size))))
+  return { min: Math.min(...rs), max: Math.max(...rs), blocks: rs.length, size }
+}
