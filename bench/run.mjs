@@ -56,11 +56,24 @@ const fmtRatio = (r) => (Number.isFinite(r) ? r.toFixed(2) : "–")
 const fmtBar = (b) => (b === undefined ? "(reported)" : `${b.op === "<=" ? "≤" : "≥"} ${b.value}`)
 const verdict = (r) => (r.pass === undefined ? "" : r.pass ? "pass" : "**MISS**")
 const esc = (s) => String(s).replaceAll("|", "\\|")
+const peerRows = rows.filter((r) => r.peer)
+const barRows = rows.filter((r) => !r.peer)
 const table = [
   "| # | measurement | flexec | raw baseline | ratio | bar | verdict | notes |",
   "|---|---|---|---|---|---|---|---|",
-  ...rows.map((r) => `| ${r.id} | ${esc(r.what)} | ${esc(r.flexec)} | ${esc(r.raw)} | ${fmtRatio(r.ratio)} | ${fmtBar(r.bar)} | ${verdict(r)} | ${esc(r.note)} |`)
+  ...barRows.map((r) => `| ${r.id} | ${esc(r.what)} | ${esc(r.flexec)} | ${esc(r.raw)} | ${fmtRatio(r.ratio)} | ${fmtBar(r.bar)} | ${verdict(r)} | ${esc(r.note)} |`)
 ].join("\n")
+// Side by side with the peers: every contender of a figure, sampled in the same rotated rounds.
+const peerTable =
+  peerRows.length === 0
+    ? ""
+    : [
+        "Side by side (same run, rotated rounds; for MB/s and msg/s the p99 column is the rate at the p99 time, and a ratio > 1 is faster):",
+        "",
+        "| # | figure | who | version | p50 | p99 | × raw | × flexec | n |",
+        "|---|---|---|---|---|---|---|---|---|",
+        ...peerRows.map((r) => `| ${r.id} | ${esc(r.figure)} | ${esc(r.who)} | ${esc(r.version)} | ${esc(r.p50)} | ${esc(r.p99)} | ${fmtRatio(r.xRaw)} | ${fmtRatio(r.xFlexec)} | ${r.n} |`)
+      ].join("\n")
 
 const machine = [
   `- machine: ${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 1024 ** 3).toFixed(1)} GiB RAM, ${os.type()} ${os.release()}`,
@@ -68,7 +81,7 @@ const machine = [
   `- load average (1/5/15 min) before: ${loadBefore.map((x) => x.toFixed(2)).join(" / ")}, after: ${loadAfter.map((x) => x.toFixed(2)).join(" / ")}`
 ].join("\n")
 
-console.log(`\n${machine}\n\n${table}\n`)
+console.log(`\n${machine}\n\n${table}\n${peerTable ? `\n${peerTable}\n` : ""}`)
 if (failures.length > 0) console.log(`failed to run: ${failures.join("; ")}`)
 
 if (write) {
@@ -84,11 +97,11 @@ if (write) {
     "after a warm-up; both children get flexec's allowlisted environment (no NODE_EXTRA_CA_CERTS). Ratio = flexec / raw",
     "unless the notes say otherwise."
   ].join("\n")
-  fs.writeFileSync(out, `# flexec benchmark results\n\n${machine}\n\n${how}\n\n${table}\n${failures.length > 0 ? `\nFailed to run: ${failures.join("; ")}\n` : ""}${findings}`)
+  fs.writeFileSync(out, `# flexec benchmark results\n\n${machine}\n\n${how}\n\n${table}\n${peerTable ? `\n${peerTable}\n` : ""}${failures.length > 0 ? `\nFailed to run: ${failures.join("; ")}\n` : ""}${findings}`)
   log(`wrote ${out}`)
 }
 
-const missed = rows.filter((r) => r.pass === false)
+const missed = barRows.filter((r) => r.pass === false)
 if (check && missed.length > 0) {
   console.error(`--check: ${missed.length} ratio(s) missed their bar: ${missed.map((r) => `${r.id} ${r.what}`).join("; ")}`)
   process.exit(1)

@@ -123,19 +123,20 @@ export const eventPump = (executor) => {
 /**
  * The parent's end of the raw baseline: listens on `sockPath`; every connection
  * is a peer whose `hello` resolves `nextHello()`, and which answers
- * `request(op, data)` (sequential) with the reply frame's data.
+ * `request(op, data)` with the reply frame's data (requests may be pipelined).
  */
 export const rawServer = async (sockPath) => {
   const helloWaiters = []
   const hellos = []
   const peers = new Set()
   const server = net.createServer((socket) => {
-    let pendingReply
+    // replies come in the order of the requests: pipelined requests wait in a FIFO
+    const pendingReplies = []
     const peer = {
       socket,
       request(op, data) {
         return new Promise((resolve) => {
-          pendingReply = resolve
+          pendingReplies.push(resolve)
           rawproto.send(socket, op, data)
         })
       },
@@ -153,9 +154,7 @@ export const rawServer = async (sockPath) => {
         if (w) w(entry)
         else hellos.push(entry)
       } else {
-        const r = pendingReply
-        pendingReply = undefined
-        r?.(data)
+        pendingReplies.shift()?.(data)
       }
     }))
   })

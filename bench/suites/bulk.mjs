@@ -4,8 +4,15 @@
 // after a GC, payload already allocated). Also checks that the payload is not
 // copied on the receive path: the worker sees a view into its one read buffer
 // (byteOffset > 0), and so does the parent for a 1 MiB echo reply.
+// Side by side with a peer: the same payload one way to a fork() child over
+// Node's IPC channel with serialization "advanced" (structured clone), its
+// reply the length. The three sides run in rotated rounds (A B C, B C A, …)
+// after a warm-up; for 1 MiB enough rounds that the ratio's spread over the
+// run (the rounds cut in 5 blocks, a ratio of medians in each) is printed.
 import { randomFillSync } from "node:crypto"
-import { fmtMs, gc, interleaved, median, MiB, now, rssSampler } from "../lib/common.mjs"
+import { fmtMs, gc, median, MiB, now, pct, rssSampler } from "../lib/common.mjs"
+import { startForkEcho } from "../lib/peer-children.mjs"
+import { bestPeerRow, peerRows, rounds, spreadOf, versionOf } from "../lib/peers.mjs"
 import { row } from "../lib/row.mjs"
 import { startEchoPair } from "./rtt.mjs"
 
@@ -15,11 +22,12 @@ const mbps = (bytes, ms) => bytes / 1e6 / (ms / 1000)
 
 export async function run({ quick, log }) {
   const pair = await startEchoPair("bulk")
+  const forkEcho = await startForkEcho()
   const { executor, jobId, peer } = pair
   const rows = []
   try {
     for (const [size, warm, n] of [
-      [1 * MiB, quick ? 3 : 10, quick ? 10 : 60],
+      [1 * MiB, quick ? 10 : 30, quick ? 40 : 300],
       [64 * MiB, 1, quick ? 2 : 8]
     ]) {
       const payload = randomFillSync(Buffer.allocUnsafe(size))
@@ -41,8 +49,16 @@ export async function run({ quick, log }) {
         if (reply.readDoubleBE(0) !== size) throw new Error("bad raw sink reply")
         return dt
       }
+      const forkOnce = async () => {
+        const t0 = now()
+        const reply = await forkEcho.request("sink", payload)
+        const dt = now() - t0
+        if (reply.len !== size) throw new Error("bad fork sink reply")
+        return dt
+      }
       const rssA = []
       const rssB = []
+      const rssC = []
       // each measured run also records the parent's RSS growth during it
       const measured = (f, rss) => async () => {
         if (size >= 64 * MiB) gc()
@@ -52,15 +68,21 @@ export async function run({ quick, log }) {
         rss.push(sampler.stop() - before)
         return dt
       }
-      for (let i = 0; i < warm; i++) {
-        await flexecOnce()
-        await rawOnce()
-      }
-      const { A, B } = await interleaved({ warm: 0, n }, measured(flexecOnce, rssA), measured(rawOnce, rssB))
+      const s = await rounds(
+        { warm, n },
+        { flexec: measured(flexecOnce, rssA), raw: measured(rawOnce, rssB), fork: measured(forkOnce, rssC) }
+      )
+      const A = s.flexec
+      const B = s.raw
       const label = size >= MiB ? `${size / MiB} MiB` : `${size} B`
       const fa = mbps(size, median(A))
       const fb = mbps(size, median(B))
-      log(`bulk ${label}: flexec ${fa.toFixed(0)} MB/s, raw ${fb.toFixed(0)} MB/s`)
+      const rateRatio = (x, y) => y / x // MB/s of flexec / MB/s of the other, from the times
+      const vsRaw = spreadOf(A, B, rateRatio)
+      const vsFork = spreadOf(A, s.fork, rateRatio)
+      const paired = median(A.map((a, i) => B[i] / a))
+      const spread = `median of per-round ratios flexec/raw ${paired.toFixed(2)}; spread over ${vsRaw.blocks} blocks of ${vsRaw.size} rounds: flexec/raw ${vsRaw.min.toFixed(2)}–${vsRaw.max.toFixed(2)}, flexec/fork ${vsFork.min.toFixed(2)}–${vsFork.max.toFixed(2)}`
+      log(`bulk ${label}: flexec ${fa.toFixed(0)} MB/s, raw ${fb.toFixed(0)} MB/s, fork IPC ${mbps(size, median(s.fork)).toFixed(0)} MB/s; ${spread}`)
       rows.push(
         row({
           id: "3",
@@ -69,8 +91,19 @@ export async function run({ quick, log }) {
           raw: `${fb.toFixed(0)} MB/s`,
           ratio: fa / fb,
           bar: { op: ">=", value: 0.8 },
-          note: `median ${fmtMs(median(A))} / ${fmtMs(median(B))} ms per transfer; worker got a view (offset ${viewInfo?.offset} in a ${viewInfo?.bufLen}-byte read buffer)`
+          note: `median ${fmtMs(median(A))} / ${fmtMs(median(B))} ms per transfer; p99 ${fmtMs(pct(A, 99))} / ${fmtMs(pct(B, 99))} ms; ${spread}; worker got a view (offset ${viewInfo?.offset} in a ${viewInfo?.bufLen}-byte read buffer)`
         })
+      )
+      const contenders = [
+        { who: "flexec sendToJob (Promise facade)", version: versionOf("@flexec/executor-process"), samples: A },
+        { who: "raw", version: "u32 length | u8 op | data, unix socket", samples: B },
+        { who: 'fork() IPC, serialization "advanced"', version: `node ${process.version}`, samples: s.fork }
+      ]
+      const rate = (ms) => mbps(size, ms)
+      const fmtRate = (x) => `${x.toFixed(0)} MB/s`
+      rows.push(
+        bestPeerRow({ id: "3", what: `bulk ${label} one way, MB/s (n=${n})`, flexec: contenders[0], peers: contenders.slice(2), fmt: fmtRate, rate }),
+        ...peerRows({ id: "3", figure: `bulk ${label} one way (binary), MB/s`, contenders, fmt: fmtRate, rate })
       )
       if (size >= 64 * MiB) {
         const maxA = Math.max(...rssA)
@@ -82,7 +115,7 @@ export async function run({ quick, log }) {
             raw: `${(Math.max(...rssB) / MiB).toFixed(1)} MiB`,
             ratio: maxA / size,
             bar: { op: "<=", value: 3 },
-            note: "ratio = flexec's delta / payload size (the raw column is the raw socket's delta, for reference)"
+            note: `ratio = flexec's delta / payload size (the raw column is the raw socket's delta, for reference; fork() IPC's: ${(Math.max(...rssC) / MiB).toFixed(1)} MiB)`
           })
         )
       }
@@ -103,6 +136,7 @@ export async function run({ quick, log }) {
       })
     )
   } finally {
+    await forkEcho.close()
     await pair.close()
   }
   return rows

@@ -2,13 +2,19 @@
 // sequential, against a raw length-prefixed unix-socket ping-pong between the
 // same two processes (the flexec job serves both). Paired per request. Measured
 // twice: through the Effect API (the service, from a fiber) and through the
-// Promise facade (a fiber per call).
+// Promise facade (a fiber per call). Then side by side with the peers a user
+// would pick: Node's fork() IPC (serialization "advanced") and vscode-jsonrpc
+// over a unix socket, with the Promise facade and raw, one request each per
+// round in rotated order, at 64 B and 64 KiB of JSON; and msg/s of each with
+// `burst` requests in flight at once.
 import * as fs from "node:fs"
 import * as path from "node:path"
 import { ClientExecutor } from "@flexec/core"
 import { createProcessExecutor, ProcessJobExecutor } from "@flexec/executor-process"
 import { Effect, ManagedRuntime, Stream } from "effect"
 import { deployJob, eventPump, fmtUs, interleaved, jsonPayloadOf, median, now, pct, rawProtoPath, rawServer, site, tempDir } from "../lib/common.mjs"
+import { startForkEcho, startJsonRpcEcho } from "../lib/peer-children.mjs"
+import { bestPeerRow, peerRows, rounds, versionOf } from "../lib/peers.mjs"
 import { row } from "../lib/row.mjs"
 
 export const name = "rtt"
@@ -150,6 +156,49 @@ const measurePromise = async ({ warm, n, payload, rawPayload }) => {
   }
 }
 
+/**
+ * One figure's four contenders in rotated rounds: RTT per request at `size`
+ * bytes of JSON, then msg/s as `burst` requests sent at once (replies awaited
+ * together), `bursts` times per contender.
+ */
+const measurePeers = async ({ warm, n, size, burst, bursts }) => {
+  const payload = jsonPayloadOf(size)
+  const rawPayload = Buffer.from(JSON.stringify(payload))
+  const pair = await startEchoPair(`rtt-peers-${size}`)
+  const forkEcho = await startForkEcho()
+  const jsonrpc = await startJsonRpcEcho()
+  const message = { headers: {}, payload }
+  const ok = (/** @type {boolean} */ good) => {
+    if (!good) throw new Error("bad echo")
+  }
+  /** @type {Record<string, () => Promise<void>>} */
+  const once = {
+    flexec: async () => ok(/** @type {any} */ ((await pair.executor.sendToJob({ jobId: pair.jobId, channel: "bench", topic: "echo", message, timeout: 10_000 })).payload).d.length === payload.d.length),
+    raw: async () => ok((await pair.peer.request(1, rawPayload)).length === rawPayload.length),
+    fork: async () => ok((await forkEcho.request("echo", payload)).data.d.length === payload.d.length),
+    jsonrpc: async () => ok(/** @type {any} */ (await jsonrpc.request(payload)).d.length === payload.d.length)
+  }
+  const timed = (f) => async () => {
+    const t0 = now()
+    await f()
+    return now() - t0
+  }
+  const burstOf = (f) => async () => {
+    const t0 = now()
+    await Promise.all(Array.from({ length: burst }, f))
+    return now() - t0
+  }
+  try {
+    const rtt = await rounds({ warm, n }, Object.fromEntries(Object.entries(once).map(([k, f]) => [k, timed(f)])))
+    const rate = await rounds({ warm: 2, n: bursts }, Object.fromEntries(Object.entries(once).map(([k, f]) => [k, burstOf(f)])))
+    return { rtt, rate }
+  } finally {
+    await jsonrpc.close()
+    await forkEcho.close()
+    await pair.close()
+  }
+}
+
 export async function run({ quick, log }) {
   const warm = quick ? 200 : 2000
   const n = quick ? 1000 : 10000
@@ -171,8 +220,36 @@ export async function run({ quick, log }) {
     }),
     row({ id: "2", what: `RTT 64 B JSON, ${api}, p99 (reported)`, flexec: fmtUs(pct(A, 99)), raw: fmtUs(pct(B, 99)), ratio: pct(A, 99) / pct(B, 99) })
   ]
-  return [
+  /** @type {Array<any>} */
+  const out = [
     ...rowsOf("Effect API", effect, "ClientExecutor.sendToJob in one fiber's loop; the raw request in the same loop"),
     ...rowsOf("Promise facade", facade, "createProcessExecutor().sendToJob: no fiber per call (the engine's fiberless path)")
   ]
+  const burst = 200
+  for (const [size, label, w, k] of [
+    [64, "64 B", warm, n],
+    [64 * 1024, "64 KiB", quick ? 50 : 300, quick ? 300 : 3000]
+  ]) {
+    const { rtt, rate } = await measurePeers({ warm: w, n: k, size, burst, bursts: quick ? 5 : 30 })
+    const who = {
+      flexec: ["flexec sendToJob (Promise facade)", versionOf("@flexec/executor-process")],
+      raw: ["raw", "u32 length | u8 op | data, unix socket"],
+      fork: ['fork() IPC, serialization "advanced"', `node ${process.version}`],
+      jsonrpc: ["vscode-jsonrpc, unix socket", versionOf("vscode-jsonrpc")]
+    }
+    const contendersOf = (samples) => Object.entries(who).map(([key, [name, version]]) => ({ who: name, version, samples: samples[key] }))
+    const rttC = contendersOf(rtt)
+    const rateC = contendersOf(rate)
+    const perSecond = (ms) => burst / (ms / 1000)
+    const fmtRate = (x) => `${(x / 1000).toFixed(1)} k msg/s`
+    log(`rtt ${label} peers: p50 ${rttC.map((c) => `${c.who} ${fmtUs(median(c.samples))}`).join(", ")}`)
+    log(`rtt ${label} msg/s: ${rateC.map((c) => `${c.who} ${fmtRate(perSecond(median(c.samples)))}`).join(", ")}`)
+    out.push(
+      bestPeerRow({ id: "2", what: `RTT ${label} JSON p50 (n=${k})`, flexec: rttC[0], peers: rttC.slice(2), fmt: fmtUs }),
+      bestPeerRow({ id: "2", what: `${label} JSON msg/s, ${burst} in flight (n=${quick ? 5 : 30})`, flexec: rateC[0], peers: rateC.slice(2), fmt: fmtRate, rate: perSecond }),
+      ...peerRows({ id: "2", figure: `RTT ${label} JSON`, contenders: rttC, fmt: fmtUs }),
+      ...peerRows({ id: "2", figure: `${label} JSON msg/s, ${burst} in flight`, contenders: rateC, fmt: fmtRate, rate: perSecond })
+    )
+  }
+  return out
 }
