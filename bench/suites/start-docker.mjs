@@ -3,13 +3,17 @@
 // same hello over a bind-mounted unix socket, with the container options
 // flexec uses (Init, network none, CapDrop ALL, no-new-privileges, PidsLimit,
 // a tmpfs workspace, the socket dir bound read-only, the same user), and
-// (b) `docker run` through the CLI. Interleaved A B C, order rotating.
+// (b) `docker run` through the CLI, and (c) the peer a Node user would pick,
+// dockerode: createContainer + start with the same options → the same hello.
+// Rotated rounds (A B C D, B C D A, …) after a warm-up.
 import { spawn } from "node:child_process"
 import * as fs from "node:fs"
 import * as http from "node:http"
 import * as path from "node:path"
 import { createDockerExecutor } from "@flexec/executor-docker"
+import Docker from "dockerode"
 import { eventPump, fmtMs, median, now, pct, rawServer, site, tempDir, timedStart, workersDir } from "../lib/common.mjs"
+import { bestPeerRow, peerRows, rounds, versionOf } from "../lib/peers.mjs"
 import { row } from "../lib/row.mjs"
 
 export const name = "start-docker"
@@ -67,31 +71,33 @@ export async function run({ quick, log }) {
   const flexecOnce = timedStart(executor, pump, workspace, "sd")
   // names of the raw side's containers
   let seq = 0
+  /** The container both the raw Engine API and dockerode create: flexec's options, the raw hello. */
+  const spec = {
+    Image: image,
+    Cmd: ["node", "/run/flexec/raw-hello.cjs"],
+    Entrypoint: [],
+    Env: ["BENCH_SOCK=/run/flexec/r.sock"],
+    User: `${uid}:${gid}`,
+    WorkingDir: "/run/flexec",
+    AttachStdout: true,
+    AttachStderr: true,
+    Labels: { "flexec.bench": "raw" },
+    HostConfig: {
+      Init: true,
+      NetworkMode: "none",
+      CapDrop: ["ALL"],
+      SecurityOpt: ["no-new-privileges"],
+      PidsLimit: 1024,
+      Mounts: [
+        { Type: "tmpfs", Target: "/var/tmp/flexec/workspace" },
+        { Type: "bind", Source: rawDir, Target: "/run/flexec", ReadOnly: true }
+      ]
+    }
+  }
   const rawApiOnce = async () => {
     const name = `fxbench-raw-${process.pid}-${++seq}`
     const t0 = now()
-    const created = await api("POST", `/containers/create?name=${name}`, {
-      Image: image,
-      Cmd: ["node", "/run/flexec/raw-hello.cjs"],
-      Entrypoint: [],
-      Env: ["BENCH_SOCK=/run/flexec/r.sock"],
-      User: `${uid}:${gid}`,
-      WorkingDir: "/run/flexec",
-      AttachStdout: true,
-      AttachStderr: true,
-      Labels: { "flexec.bench": "raw" },
-      HostConfig: {
-        Init: true,
-        NetworkMode: "none",
-        CapDrop: ["ALL"],
-        SecurityOpt: ["no-new-privileges"],
-        PidsLimit: 1024,
-        Mounts: [
-          { Type: "tmpfs", Target: "/var/tmp/flexec/workspace" },
-          { Type: "bind", Source: rawDir, Target: "/run/flexec", ReadOnly: true }
-        ]
-      }
-    })
+    const created = await api("POST", `/containers/create?name=${name}`, spec)
     await api("POST", `/containers/${created.Id}/start`)
     const { peer, at } = await server.nextHello(60_000)
     const dt = at - t0
@@ -121,23 +127,23 @@ export async function run({ quick, log }) {
     await exited
     return dt
   }
-  const A = []
-  const B = []
-  const C = []
-  /** @type {Array<[() => Promise<number>, Array<number>]>} */
-  const sides = [
-    [flexecOnce, A],
-    [rawApiOnce, B],
-    [cliOnce, C]
-  ]
+  const docker = new Docker({ socketPath: dockerSock })
+  const dockerodeOnce = async () => {
+    const name = `fxbench-dockerode-${process.pid}-${++seq}`
+    const t0 = now()
+    const container = await docker.createContainer(/** @type {any} */ ({ name, ...spec, Labels: { "flexec.bench": "dockerode" } }))
+    await container.start()
+    const { peer, at } = await server.nextHello(60_000)
+    const dt = at - t0
+    peer.close()
+    await container.wait().catch(() => {})
+    await container.remove({ force: true }).catch(() => {})
+    return dt
+  }
+  /** @type {Record<string, Array<number>>} */
+  let s
   try {
-    for (let i = 0; i < warm; i++) for (const [f] of sides) await f()
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < 3; j++) {
-        const [f, into] = sides[(i + j) % 3]
-        into.push(await f())
-      }
-    }
+    s = await rounds({ warm, n }, { flexec: flexecOnce, raw: rawApiOnce, cli: cliOnce, dockerode: dockerodeOnce })
   } finally {
     pump.stop()
     await executor.close()
@@ -146,7 +152,27 @@ export async function run({ quick, log }) {
     fs.rmSync(workspace, { recursive: true, force: true })
     fs.rmSync(rawDir, { recursive: true, force: true })
   }
-  log(`start-docker: flexec p50 ${fmtMs(median(A))} ms, raw API ${fmtMs(median(B))} ms, CLI ${fmtMs(median(C))} ms`)
+  const A = s.flexec
+  const B = s.raw
+  const C = s.cli
+  let cliVersion = "?"
+  try {
+    cliVersion = (await new Promise((resolve, reject) => {
+      let out = ""
+      const child = spawn(dockerCli, ["version", "--format", "{{.Client.Version}}"], { stdio: ["ignore", "pipe", "ignore"] })
+      child.stdout.on("data", (d) => (out += d))
+      child.once("error", reject)
+      child.once("exit", () => resolve(out.trim() || "?"))
+    })).toString()
+  } catch {}
+  const contenders = [
+    { who: "flexec startApp → Started", version: versionOf("@flexec/executor-docker"), samples: A },
+    { who: "raw", version: "Engine API v1.41, keep-alive HTTP", samples: B },
+    { who: "docker run (CLI)", version: cliVersion, samples: C },
+    { who: "dockerode create + start", version: versionOf("dockerode"), samples: s.dockerode }
+  ]
+  const ms = (x) => `${fmtMs(x)} ms`
+  log(`start-docker: flexec p50 ${fmtMs(median(A))} ms, raw API ${fmtMs(median(B))} ms, CLI ${fmtMs(median(C))} ms, dockerode ${fmtMs(median(s.dockerode))} ms`)
   return [
     row({
       id: "4",
@@ -165,6 +191,8 @@ export async function run({ quick, log }) {
       ratio: median(A) / median(C),
       bar: { op: "<=", value: 1 },
       note: `p99 CLI ${fmtMs(pct(C, 99))} ms`
-    })
+    }),
+    bestPeerRow({ id: "4", what: `docker job start p50 (n=${n})`, flexec: contenders[0], peers: contenders.slice(2), fmt: ms, note: "the peers start the raw hello script: no job protocol" }),
+    ...peerRows({ id: "4", figure: "docker job start → the job runs", contenders, fmt: ms })
   ]
 }
