@@ -17,7 +17,6 @@ const TIGHTER = {
 
 /** Files over the limit when the check came in, with their size then (lines). */
 const ALLOWED = {
-  "packages/executor-docker/src/DockerJobLauncher.ts": 675,
   "packages/executor-process/src/ProcessJobLauncher.ts": 517,
   "packages/executor-slurm/src/SlurmJobLauncher.ts": 586
 }
