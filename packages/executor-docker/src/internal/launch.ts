@@ -19,7 +19,7 @@ import { describe, isNotFound } from "./errors.js"
 import { removeOnExit } from "./exitRemove.js"
 import { makeHandle } from "./handle.js"
 import { makeLogSink, openLogFile, outputEnded } from "./logSink.js"
-import type { LauncherSettings } from "./settings.js"
+import type { LauncherSettings } from "./options.js"
 import { checkJobSpec, containerName, launcherOwnedKeys, ownedKeysIn } from "./spec.js"
 
 const realpathOr = (p: string): string => {

@@ -15,7 +15,7 @@ import { Labels } from "./container.js"
 import { asUnavailable, describe, orNotFound } from "./errors.js"
 import { makeHandle } from "./handle.js"
 import { makeLogSink, openLogFile, outputEnded } from "./logSink.js"
-import type { LauncherSettings } from "./settings.js"
+import type { LauncherSettings } from "./options.js"
 import { containerPaths } from "./spec.js"
 
 /** The launcher's `recover` over `client`. */
