@@ -16,10 +16,7 @@ const TIGHTER = {
 }
 
 /** Files over the limit when the check came in, with their size then (lines). */
-const ALLOWED = {
-  "packages/executor-docker/src/DockerJobLauncher.ts": 675,
-  "packages/executor-process/src/ProcessJobLauncher.ts": 517
-}
+const ALLOWED = {}
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..")
 const files = []

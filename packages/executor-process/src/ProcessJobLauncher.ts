@@ -4,13 +4,13 @@
  *
  * @since 0.1.0
  */
-import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option, PubSub, Ref, Schema, Stream } from "effect"
+import { Context, Deferred, Duration, Effect, Exit, FiberId, Layer, Option, PubSub, Ref } from "effect"
 import type { Scope } from "effect"
 import { spawn } from "node:child_process"
 import type { ChildProcess, SpawnOptions } from "node:child_process"
 import * as fs from "node:fs"
 import * as path from "node:path"
-import { defaultRuntimeDir, InvalidJobMeta, JobId, LaunchFailed, launcherSpecFor } from "./internal/core.js"
+import { InvalidJobMeta, LaunchFailed, launcherSpecFor } from "./internal/core.js"
 import type {
   BackendUnavailable,
   Capabilities,
@@ -19,50 +19,26 @@ import type {
   JobLauncher,
   JobMeta,
   LaunchRequest,
-  LogLine,
-  RecoveredJob,
-  TerminateOptions
+  RecoveredJob
 } from "./internal/core.js"
 import { resolveExecutable } from "./internal/executable.js"
 import { signalGroup } from "./internal/group.js"
 import { makeSpawnTurns } from "./internal/spawnTurns.js"
 import type { ProcessGroup } from "./internal/group.js"
 import { killOnExit } from "./internal/exitKill.js"
+import { logCapacity, logReplay, logStream, publishSync } from "./internal/logEvents.js"
+import type { LogEvent } from "./internal/logEvents.js"
+import { resolveOptions } from "./internal/options.js"
+import type { ProcessLauncherOptions, ResolvedOptions } from "./internal/options.js"
+import { recover } from "./internal/recover.js"
+import { makeTerminate } from "./internal/terminate.js"
 import { JobLog, LineSplitter } from "./internal/jobLog.js"
-import { readPidFiles, removePidFile, writePidFile } from "./internal/pidFile.js"
+import { removePidFile, writePidFile } from "./internal/pidFile.js"
 import type { PidFile } from "./internal/pidFile.js"
-import { bootId, environValue, isAlive, readStat, startTimeOf } from "./internal/procfs.js"
+import { bootId, startTimeOf } from "./internal/procfs.js"
 
-/** Options of the process backend. */
-export interface ProcessLauncherOptions {
-  /** Run jobs as this user id (the parent must be root). Give `gid` with it. */
-  readonly uid?: number
-  /** Run jobs with this group id (the parent must be root). Give `uid` with it. */
-  readonly gid?: number
-  /** Rotate `log.txt` when it would pass this size (default 10 MiB). */
-  readonly logMaxBytes?: number
-  /** Log files kept, `log.txt` included (default 3: `log.txt`, `log.txt.1`, `log.txt.2`). */
-  readonly logFiles?: number
-  /**
-   * The instance's runtime directory, where `recover` looks for pid files
-   * (launches use the request's `paths.runtimeDir`). Default
-   * `<os tmpdir>/flexec-<uid>/process-<instanceId>`, the engine's default.
-   */
-  readonly runtimeDir?: string
-  /** SIGTERM → SIGKILL for recovered jobs, which carry no request (default 5000 ms). */
-  readonly killTimeoutMs?: number
-  /**
-   * What happens to running jobs when the parent process exits without
-   * closing its executor. `"abort"` (default): on the process's `'exit'` the
-   * launcher SIGKILLs each job's process group (an `'exit'` listener cannot
-   * wait, so there is no SIGTERM first) and removes its pid file and channel
-   * directory. `"leave"`: they keep running, for a later parent of the same
-   * instance to adopt (`recover: "adopt"`) or reap. A parent killed by a signal
-   * emits no `'exit'`: the Promise facade (`createProcessExecutor`) turns
-   * SIGINT/SIGTERM/SIGHUP into an orderly close first.
-   */
-  readonly onParentExit?: "abort" | "leave"
-}
+export type { ProcessLauncherOptions } from "./internal/options.js"
+
 
 /** The process backend's launcher: a `JobLauncher` plus the user jobs run as. */
 export interface ProcessLauncher extends JobLauncher {
@@ -93,19 +69,10 @@ export const processCapabilities: Capabilities = {
 /** Keys a job may set in `launcher_spec.<site|default>.process`. */
 export const allowedProcessSpecKeys: ReadonlyArray<string> = ["command"]
 
-const defaultLogMaxBytes = 10 * 1024 * 1024
-const defaultLogFiles = 3
-const defaultKillTimeoutMs = 5000
 /** How long the scope's release waits for the exit after SIGKILL. */
 const releaseExitWait = Duration.seconds(5)
 /** How long the release waits for the output pipes to drain once the job is dead. */
 const releaseDrainWait = Duration.seconds(1)
-/** Liveness polling of recovered jobs (not our children: no exit event). */
-const recoveredPollInterval = Duration.millis(200)
-/** Lines kept for subscribers that come late (bounded). */
-const logReplay = 256
-/** Lines buffered per subscriber; a slow subscriber loses the oldest ones. */
-const logCapacity = 1024
 
 const messageOf = (e: unknown): string => (e instanceof Error ? e.message : String(e))
 
@@ -166,49 +133,6 @@ interface Running {
   readonly group: ProcessGroup
   readonly flushOutput: () => void
 }
-
-type LogEvent = Option.Option<LogLine>
-
-/**
- * Publishes from a Node callback, without a fiber while there is room. When a
- * subscriber lags a whole buffer behind, `unsafeOffer` refuses the event (it does
- * not apply the sliding strategy): the event then goes through `PubSub.publish`,
- * which drops the oldest one instead. Losing the newest would lose the end of the
- * output, and a lagging subscriber's stream would never end.
- */
-const publishSync = (pubsub: PubSub.PubSub<LogEvent>, event: LogEvent): void => {
-  if (pubsub.unsafeOffer(event)) return
-  // a sliding PubSub's publish never suspends; a shut-down one refuses (an interruption, ignored)
-  Effect.runSyncExit(PubSub.publish(pubsub, event))
-}
-
-/** The lines of the job as a Stream that ends when the job's output ends. */
-const logStream = (pubsub: PubSub.PubSub<LogEvent>): Stream.Stream<LogLine> =>
-  Stream.unwrapScoped(
-    Effect.gen(function* () {
-      if (yield* PubSub.isShutdown(pubsub)) return Stream.empty
-      const queue = yield* PubSub.subscribe(pubsub)
-      return Stream.fromQueue(queue).pipe(Stream.takeWhile(Option.isSome), Stream.map((line) => line.value))
-    })
-  )
-
-const makeTerminate = (
-  group: ProcessGroup,
-  defaultKillAfter: Duration.DurationInput,
-  terminating: Ref.Ref<boolean>,
-  fork: (escalation: Effect.Effect<void>) => Effect.Effect<unknown>
-) =>
-(options?: TerminateOptions): Effect.Effect<void> =>
-  Effect.flatMap(Ref.getAndSet(terminating, true), (already) => {
-    if (already) return Effect.void
-    const killAfter = Duration.decode(options?.killAfter ?? defaultKillAfter)
-    return Effect.sync(() => signalGroup(group, "SIGTERM")).pipe(
-      Effect.zipRight(
-        fork(Effect.sleep(killAfter).pipe(Effect.zipRight(Effect.sync(() => signalGroup(group, "SIGKILL")))))
-      ),
-      Effect.asVoid
-    )
-  })
 
 const launch = (options: ResolvedOptions, spawnTurn: Effect.Effect<void>) => (request: LaunchRequest): Effect.Effect<JobHandle, LaunchFailed, Scope.Scope> =>
   Effect.gen(function* () {
@@ -383,104 +307,7 @@ const launch = (options: ResolvedOptions, spawnTurn: Effect.Effect<void>) => (re
   })
 
 // ---------------------------------------------------------------------------
-// recover
-
-const lostExit: JobExit = { code: null, signal: null, oomKilled: false, lost: true }
-
-/** Why a pid file does not describe a live job of `instanceId`, or `undefined` when it does. */
-const pidFileProblem = (file: string, content: PidFile, instanceId: string): string | undefined => {
-  if (content.instanceId !== instanceId) return "another instance"
-  if (path.basename(file) !== `${content.jobId}.json` || !Schema.is(JobId)(content.jobId)) return "job id mismatch"
-  if (content.pgid !== content.pid) return "the job does not lead its group"
-  if (content.bootId !== bootId()) return "another boot"
-  const stat = readStat(content.pid)
-  if (stat === undefined || stat.state === "Z" || stat.state === "X") return "not running"
-  if (stat.startTime !== content.startTime) return "pid reused"
-  if (stat.pgrp !== content.pgid) return "left its group"
-  if (environValue(content.pid, "FLEXEC_JOB_ID") !== content.jobId) return "not this job's process"
-  const instance = environValue(content.pid, "FLEXEC_INSTANCE_ID")
-  if (instance !== undefined && instance !== instanceId) return "another instance's process"
-  return undefined
-}
-
-const recoveredHandle = (content: PidFile, file: string, killTimeout: Duration.Duration, terminating: Ref.Ref<boolean>): JobHandle => {
-  const group: ProcessGroup = { pgid: content.pgid, leaderStartTime: content.startTime }
-  const poll: Effect.Effect<Option.Option<JobExit>> = Effect.sync(() => {
-    if (isAlive(content.pid, content.startTime)) return Option.none()
-    // as a launched job's release does: what the job left in its group goes with it
-    // (signalGroup refuses if the leader's pid was taken by another process)
-    signalGroup(group, "SIGKILL")
-    removePidFile(file)
-    return Option.some(lostExit)
-  })
-  const wait: Effect.Effect<JobExit> = Effect.flatMap(poll, (exit) =>
-    Option.isSome(exit) ? Effect.succeed(exit.value) : Effect.zipRight(Effect.sleep(recoveredPollInterval), wait)
-  )
-  return {
-    jobId: content.jobId as JobId,
-    poll,
-    wait: Effect.suspend(() => wait),
-    terminate: makeTerminate(group, killTimeout, terminating, Effect.forkDaemon),
-    info: { pid: content.pid, pgid: content.pgid }
-  }
-}
-
-const recover = (options: ResolvedOptions) => (instanceId: string): Effect.Effect<ReadonlyArray<RecoveredJob>, BackendUnavailable> =>
-  Effect.gen(function* () {
-    const runtimeDir = path.resolve(options.runtimeDir ?? defaultRuntimeDir("process", instanceId))
-    const found: Array<RecoveredJob> = []
-    for (const entry of readPidFiles(runtimeDir)) {
-      const content = entry.content
-      if (content._tag === "Left" || pidFileProblem(entry.file, content.right, instanceId) !== undefined) {
-        removePidFile(entry.file)
-        continue
-      }
-      const job = content.right
-      const terminating = yield* Ref.make(false)
-      found.push({
-        jobId: job.jobId as JobId,
-        instanceId: job.instanceId,
-        handle: recoveredHandle(job, entry.file, options.killTimeout, terminating),
-        channelToken: job.channelToken,
-        channelDir: job.channelDir
-      })
-    }
-    return found
-  })
-
-// ---------------------------------------------------------------------------
 // make
-
-interface ResolvedOptions {
-  readonly runAs: { readonly uid: number; readonly gid: number } | undefined
-  readonly logMaxBytes: number
-  readonly logFiles: number
-  readonly runtimeDir: string | undefined
-  readonly killTimeout: Duration.Duration
-  readonly onParentExit: "abort" | "leave"
-}
-
-const resolveOptions = (options: ProcessLauncherOptions): ResolvedOptions => {
-  if ((options.uid === undefined) !== (options.gid === undefined)) {
-    throw new TypeError("ProcessJobLauncher: give uid and gid together")
-  }
-  if (options.onParentExit !== undefined && options.onParentExit !== "abort" && options.onParentExit !== "leave") {
-    throw new TypeError(`ProcessJobLauncher: onParentExit must be "abort" or "leave", not ${JSON.stringify(options.onParentExit)}`)
-  }
-  const positive = (name: string, value: number | undefined, fallback: number): number => {
-    if (value === undefined) return fallback
-    if (!Number.isInteger(value) || value < 1) throw new TypeError(`ProcessJobLauncher: ${name} must be a positive integer`)
-    return value
-  }
-  return {
-    runAs: options.uid !== undefined && options.gid !== undefined ? { uid: options.uid, gid: options.gid } : undefined,
-    logMaxBytes: positive("logMaxBytes", options.logMaxBytes, defaultLogMaxBytes),
-    logFiles: positive("logFiles", options.logFiles, defaultLogFiles),
-    runtimeDir: options.runtimeDir,
-    killTimeout: Duration.millis(positive("killTimeoutMs", options.killTimeoutMs, defaultKillTimeoutMs)),
-    onParentExit: options.onParentExit ?? "abort"
-  }
-}
 
 /**
  * Makes the process backend's launcher. Throws a `TypeError` for invalid

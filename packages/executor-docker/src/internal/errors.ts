@@ -24,3 +24,6 @@ export const orNotFound = <A, E extends Failure, R>(effect: Effect.Effect<A, E, 
 /** Any Docker failure as `BackendUnavailable`; an API refusal keeps its message and names the engine. */
 export const asUnavailable = (engine: string) => (e: Failure): BackendUnavailable =>
   e._tag === "BackendUnavailable" ? (e as unknown as BackendUnavailable) : new BackendUnavailable({ backend: "docker", detail: `${e.message} (engine ${engine})` })
+
+/** The message of whatever was thrown. */
+export const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e))

@@ -4,7 +4,7 @@
  * handle's `logs` stream (line by line).
  */
 import type { LogLine } from "@flexec/core"
-import { Effect, Option, PubSub, Stream } from "effect"
+import { Duration, Effect, Option, PubSub, Stream } from "effect"
 import * as fs from "node:fs"
 import { StringDecoder } from "node:string_decoder"
 import type { OutputChunk } from "../DockerClient.js"
@@ -108,3 +108,7 @@ export const makeLogSink = (fd: number, maxBytes: number): Effect.Effect<LogSink
     )
     return { write, end, detach: () => (attached = false), logs }
   })
+
+/** Waits for the end of the output (`done`), giving up after 5 s. */
+export const outputEnded = (done: Promise<unknown>): Effect.Effect<void> =>
+  Effect.promise(() => done).pipe(Effect.timeout(Duration.seconds(5)), Effect.ignore)

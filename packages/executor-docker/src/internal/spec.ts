@@ -62,7 +62,8 @@ export interface DockerJobSpec {
   readonly cpus: number | undefined
 }
 
-const isRecord = (value: unknown): value is Record<string, unknown> =>
+/** A plain object (not null, not an array). */
+export const isRecord = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value)
 
 /** The `shm_size` pattern (Docker's units: binary multiples). */
