@@ -8,7 +8,8 @@
  * - a consumer file type-checks under `moduleResolution` node16 (CJS and ESM
  *   files) and bundler, with `skipLibCheck` off.
  */
-import { execFileSync } from "node:child_process"
+import { execFile, execFileSync } from "node:child_process"
+import { promisify } from "node:util"
 import * as fs from "node:fs"
 import { createRequire } from "node:module"
 import * as os from "node:os"
@@ -59,19 +60,23 @@ if (registryProblem !== undefined && !registryRequired) {
 
 let root = ""
 let consumer = ""
-const run = (cmd: string, args: ReadonlyArray<string>, cwd: string) =>
-  execFileSync(cmd, args, { cwd, encoding: "utf8", stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, npm_config_audit: "false", npm_config_fund: "false" } })
+const execFileAsync = promisify(execFile)
+// asynchronous: a synchronous npm install of over a minute blocks the test worker, whose
+// messages to vitest then time out ("Timeout calling onTaskUpdate") although every test passed
+const run = async (cmd: string, args: ReadonlyArray<string>, cwd: string): Promise<string> =>
+  (await execFileAsync(cmd, [...args], { cwd, encoding: "utf8", maxBuffer: 64 * 1024 * 1024, env: { ...process.env, npm_config_audit: "false", npm_config_fund: "false" } })).stdout
 
-beforeAll(() => {
+beforeAll(async () => {
   if (registryProblem !== undefined && !registryRequired) return
   root = fs.mkdtempSync(path.join(os.tmpdir(), "flexec-consumer-"))
   const tarballs = path.join(root, "tarballs")
   fs.mkdirSync(tarballs)
-  const files = packages.map(({ dir }) => path.join(tarballs, run("npm", ["pack", "--silent", "--pack-destination", tarballs], dir).trim().split("\n").pop()!))
+  const files: Array<string> = []
+  for (const { dir } of packages) files.push(path.join(tarballs, (await (await run("npm", ["pack", "--silent", "--pack-destination", tarballs], dir))).trim().split("\n").pop()!))
   consumer = path.join(root, "consumer")
   fs.mkdirSync(consumer)
   fs.writeFileSync(path.join(consumer, "package.json"), JSON.stringify({ name: "flexec-consumer", private: true, version: "0.0.0" }, null, 2))
-  run("npm", ["install", "--no-package-lock", ...files, "@types/node@^20.19.0"], consumer)
+  await run("npm", ["install", "--no-package-lock", ...files, "@types/node@^20.19.0"], consumer)
   for (const file of fs.readdirSync(path.join(here, "..", "consumer"))) fs.copyFileSync(path.join(here, "..", "consumer", file), path.join(consumer, file))
 })
 
@@ -80,20 +85,20 @@ afterAll(() => {
 })
 
 describe.skipIf(registryProblem !== undefined && !registryRequired)("a consumer of the packed packages [needs the npm registry: skipped without it, fails under CI=true]", () => {
-  it("has no vitest installed (an optional peer of @flexec/testing), and a 3.x effect", () => {
+  it("has no vitest installed (an optional peer of @flexec/testing), and a 3.x effect", async () => {
     expect(fs.existsSync(path.join(consumer, "node_modules", "vitest"))).toBe(false)
     const effect = JSON.parse(fs.readFileSync(path.join(consumer, "node_modules", "effect", "package.json"), "utf8")) as { version: string }
     expect(effect.version).toMatch(/^3\./)
   })
 
-  it("npm refuses effect 4 beside @flexec/core, naming the peer range (effect ^3.22.4)", () => {
+  it("npm refuses effect 4 beside @flexec/core, naming the peer range (effect ^3.22.4)", async () => {
     const dir = path.join(root, "effect4")
     fs.mkdirSync(dir)
     fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "flexec-effect4", private: true, version: "0.0.0" }))
     const core = fs.readdirSync(path.join(root, "tarballs")).find((f) => f.startsWith("flexec-core-"))!
     let output = ""
     try {
-      run("npm", ["install", "--no-package-lock", path.join(root, "tarballs", core), "effect@4"], dir)
+      await run("npm", ["install", "--no-package-lock", path.join(root, "tarballs", core), "effect@4"], dir)
     } catch (error) {
       const e = error as { stdout?: string; stderr?: string }
       output = `${e.stdout ?? ""}${e.stderr ?? ""}`
@@ -102,18 +107,18 @@ describe.skipIf(registryProblem !== undefined && !registryRequired)("a consumer 
     expect(output).toContain('peer effect@"^3.22.4" from @flexec/core')
   })
 
-  it.each(entries)("requires and imports %s", (entry) => {
+  it.each(entries)("requires and imports %s", async (entry) => {
     const loaded = { cjs: -1, esm: -1 }
-    loaded.cjs = Number(run(process.execPath, ["-e", `console.log(Object.keys(require(${JSON.stringify(entry)})).length)`], consumer).trim())
+    loaded.cjs = Number((await run(process.execPath, ["-e", `console.log(Object.keys(require(${JSON.stringify(entry)})).length)`], consumer)).trim())
     loaded.esm = Number(
-      run(process.execPath, ["--input-type=module", "-e", `const m = await import(${JSON.stringify(entry)}); console.log(Object.keys(m).length)`], consumer).trim()
+      (await run(process.execPath, ["--input-type=module", "-e", `const m = await import(${JSON.stringify(entry)}); console.log(Object.keys(m).length)`], consumer)).trim()
     )
     expect(loaded.cjs, `require("${entry}") exports nothing`).toBeGreaterThan(0)
     expect(loaded.esm, `import("${entry}") exports nothing`).toBeGreaterThan(0)
   })
 
-  it("drives a mock resource manager and the in-memory backend from CommonJS, through the engine", () => {
-    const out = JSON.parse(run(process.execPath, ["drive.cjs"], consumer).trim().split("\n").pop()!) as Record<string, unknown>
+  it("drives a mock resource manager and the in-memory backend from CommonJS, through the engine", async () => {
+    const out = JSON.parse((await run(process.execPath, ["drive.cjs"], consumer)).trim().split("\n").pop()!) as Record<string, unknown>
     // aborted (9), the echo's reply, the allocation freed exactly once
     expect(out).toEqual({
       vitest: "absent",
@@ -124,8 +129,8 @@ describe.skipIf(registryProblem !== undefined && !registryRequired)("a consumer 
     })
   })
 
-  it("uses the mocks and the in-memory backend from an ES module", () => {
-    const out = JSON.parse(run(process.execPath, ["drive.mjs"], consumer).trim()) as Record<string, unknown>
+  it("uses the mocks and the in-memory backend from an ES module", async () => {
+    const out = JSON.parse((await run(process.execPath, ["drive.mjs"], consumer)).trim()) as Record<string, unknown>
     expect(out).toEqual({
       runJob: "function",
       toPromiseExecutor: "function",
@@ -137,7 +142,7 @@ describe.skipIf(registryProblem !== undefined && !registryRequired)("a consumer 
     })
   })
 
-  it("flexec-conformance says vitest is missing (exit 2) instead of failing obscurely", () => {
+  it("flexec-conformance says vitest is missing (exit 2) instead of failing obscurely", async () => {
     fs.writeFileSync(
       path.join(consumer, "launcher.mjs"),
       `import { InMemoryJobLauncher } from "@flexec/testing"\nexport const makeLauncher = () => InMemoryJobLauncher.unsafeMake()\n`
@@ -146,10 +151,11 @@ describe.skipIf(registryProblem !== undefined && !registryRequired)("a consumer 
     let status = 0
     let output = ""
     try {
-      output = run(bin, ["./launcher.mjs"], consumer)
+      output = await run(bin, ["./launcher.mjs"], consumer)
     } catch (error) {
-      const e = error as { status?: number; stdout?: string; stderr?: string }
-      status = e.status ?? -1
+      // execFile's error carries the exit status as `code`
+      const e = error as { code?: unknown; stdout?: string; stderr?: string }
+      status = typeof e.code === "number" ? e.code : -1
       output = `${e.stdout ?? ""}${e.stderr ?? ""}`
     }
     expect(status).toBe(2)
@@ -174,7 +180,7 @@ describe.skipIf(registryProblem !== undefined && !registryRequired)("a consumer 
   it.each([
     { resolution: "node16", files: { "check.cts": source, "check.mts": source, "fixture.cts": fixtureSource } },
     { resolution: "bundler", files: { "check.ts": source } }
-  ])("type-checks under moduleResolution $resolution", ({ resolution, files }) => {
+  ])("type-checks under moduleResolution $resolution", async ({ resolution, files }) => {
     const dir = path.join(consumer, `tsc-${resolution}`)
     fs.mkdirSync(dir, { recursive: true })
     for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text)
@@ -186,18 +192,18 @@ describe.skipIf(registryProblem !== undefined && !registryRequired)("a consumer 
     )
     let output = ""
     try {
-      run(process.execPath, [tsc, "-p", dir], dir)
+      await run(process.execPath, [tsc, "-p", dir], dir)
     } catch (error) {
       output = String((error as { stdout?: string }).stdout ?? error)
     }
     expect(output).toBe("")
   })
   // last: it installs vitest into the consumer, which the tests above must not see
-  it("with vitest installed, the CJS and the ESM builds register conformance groups into the consumer's vitest run", () => {
-    run("npm", ["install", "--no-package-lock", "vitest@~3.2.7"], consumer)
+  it("with vitest installed, the CJS and the ESM builds register conformance groups into the consumer's vitest run", async () => {
+    await run("npm", ["install", "--no-package-lock", "vitest@~3.2.7"], consumer)
     let output = ""
     try {
-      output = run(process.execPath, [path.join("node_modules", "vitest", "vitest.mjs"), "run", "--reporter=verbose", "suite-cjs.test.mjs", "suite-esm.test.mjs"], consumer)
+      output = await run(process.execPath, [path.join("node_modules", "vitest", "vitest.mjs"), "run", "--reporter=verbose", "suite-cjs.test.mjs", "suite-esm.test.mjs"], consumer)
     } catch (error) {
       const e = error as { stdout?: string; stderr?: string }
       throw new Error(`the consumer's vitest run failed:\n${e.stdout ?? ""}${e.stderr ?? ""}`)
