@@ -78,7 +78,14 @@ describe("codec", () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), "fx-wv-"))
       const sock = path.join(dir, "s.sock")
       const received: Array<Buffer> = []
-      const server = net.createServer((peer) => peer.on("data", (chunk: Buffer) => received.push(chunk)))
+      let want = Number.POSITIVE_INFINITY
+      let arrived: (() => void) | undefined
+      const server = net.createServer((peer) =>
+        peer.on("data", (chunk: Buffer) => {
+          received.push(chunk)
+          if (received.reduce((n, b) => n + b.length, 0) >= want) arrived?.()
+        })
+      )
       yield* Effect.async<void>((resume) => void server.listen(sock, () => resume(Effect.void)))
       const client = net.connect(sock)
       yield* Effect.async<void>((resume) => void client.once("connect", () => resume(Effect.void)))
@@ -94,9 +101,12 @@ describe("codec", () => {
       expect(chunks).toHaveLength(2)
       expect(writeFrameChunks(client, chunks)).toBe(true)
       expect(calls).toEqual(["writev 2"])
-      const total = encodedFrameLength(chunks) + 4
-      const deadline = Date.now() + 5000
-      while (received.reduce((n, b) => n + b.length, 0) < total && Date.now() < deadline) yield* Effect.sleep("5 millis")
+      // waits for the peer's data events to add up to the frame (bounded: a lost byte fails here)
+      want = encodedFrameLength(chunks) + 4
+      yield* Effect.async<void>((resume) => {
+        arrived = () => resume(Effect.void)
+        if (received.reduce((n, b) => n + b.length, 0) >= want) arrived()
+      }).pipe(Effect.timeoutFail({ duration: "5 seconds", onTimeout: () => new Error(`the peer got ${received.reduce((n, b) => n + b.length, 0)} of ${want} bytes`) }))
       expect(Buffer.concat(received).equals(Buffer.concat(chunks))).toBe(true)
       // a small frame is one buffer, written as it is
       calls.length = 0
