@@ -5,7 +5,8 @@
 // Promise facade (a fiber per call). Then side by side with the peers a user
 // would pick: Node's fork() IPC (serialization "advanced") and vscode-jsonrpc
 // over a unix socket, with the Promise facade and raw, one request each per
-// round in rotated order, at 64 B and 64 KiB of JSON; and msg/s of each with
+// round in rotated order, at 64 B and 64 KiB of JSON and 64 KiB of bytes (no JSON-RPC: it has no
+// binary payload); and msg/s of each with
 // `burst` requests in flight at once.
 import * as fs from "node:fs"
 import * as path from "node:path"
@@ -161,22 +162,27 @@ const measurePromise = async ({ warm, n, payload, rawPayload }) => {
  * bytes of JSON, then msg/s as `burst` requests sent at once (replies awaited
  * together), `bursts` times per contender.
  */
-const measurePeers = async ({ warm, n, size, burst, bursts }) => {
-  const payload = jsonPayloadOf(size)
-  const rawPayload = Buffer.from(JSON.stringify(payload))
-  const pair = await startEchoPair(`rtt-peers-${size}`)
+const measurePeers = async ({ warm, n, size, burst, bursts, bytes = false }) => {
+  // bytes: a Uint8Array payload (flexec's "bytes" encoding, a Buffer through fork IPC by
+  // structured clone); JSON-RPC has no binary payload, so it sits this one out
+  const payload = bytes ? new Uint8Array(size).fill(7) : jsonPayloadOf(size)
+  const rawPayload = bytes ? Buffer.from(payload) : Buffer.from(JSON.stringify(payload))
+  const lengthOf = (/** @type {any} */ p) => (bytes ? p.byteLength : p.d.length)
+  const expected = lengthOf(payload)
+  const pair = await startEchoPair(`rtt-peers-${size}${bytes ? "-b" : ""}`)
   const forkEcho = await startForkEcho()
-  const jsonrpc = await startJsonRpcEcho()
+  const jsonrpc = bytes ? undefined : await startJsonRpcEcho()
   const message = { headers: {}, payload }
+  const forkPayload = bytes ? Buffer.from(payload) : payload
   const ok = (/** @type {boolean} */ good) => {
     if (!good) throw new Error("bad echo")
   }
   /** @type {Record<string, () => Promise<void>>} */
   const once = {
-    flexec: async () => ok(/** @type {any} */ ((await pair.executor.sendToJob({ jobId: pair.jobId, channel: "bench", topic: "echo", message, timeout: 10_000 })).payload).d.length === payload.d.length),
+    flexec: async () => ok(lengthOf((await pair.executor.sendToJob({ jobId: pair.jobId, channel: "bench", topic: "echo", message, timeout: 10_000 })).payload) === expected),
     raw: async () => ok((await pair.peer.request(1, rawPayload)).length === rawPayload.length),
-    fork: async () => ok((await forkEcho.request("echo", payload)).data.d.length === payload.d.length),
-    jsonrpc: async () => ok(/** @type {any} */ (await jsonrpc.request(payload)).d.length === payload.d.length)
+    fork: async () => ok(lengthOf((await forkEcho.request("echo", forkPayload)).data) === expected),
+    ...(jsonrpc ? { jsonrpc: async () => ok(lengthOf(await jsonrpc.request(payload)) === expected) } : {})
   }
   const timed = (f) => async () => {
     const t0 = now()
@@ -193,7 +199,7 @@ const measurePeers = async ({ warm, n, size, burst, bursts }) => {
     const rate = await rounds({ warm: 2, n: bursts }, Object.fromEntries(Object.entries(once).map(([k, f]) => [k, burstOf(f)])))
     return { rtt, rate }
   } finally {
-    await jsonrpc.close()
+    await jsonrpc?.close()
     await forkEcho.close()
     await pair.close()
   }
@@ -226,29 +232,32 @@ export async function run({ quick, log }) {
     ...rowsOf("Promise facade", facade, "createProcessExecutor().sendToJob: no fiber per call (the engine's fiberless path)")
   ]
   const burst = 200
-  for (const [size, label, w, k] of [
-    [64, "64 B", warm, n],
-    [64 * 1024, "64 KiB", quick ? 50 : 300, quick ? 300 : 3000]
+  for (const [size, label, w, k, bytes] of [
+    [64, "64 B", warm, n, false],
+    [64 * 1024, "64 KiB", quick ? 50 : 300, quick ? 300 : 3000, false],
+    [64 * 1024, "64 KiB", quick ? 50 : 300, quick ? 300 : 3000, true]
   ]) {
-    const { rtt, rate } = await measurePeers({ warm: w, n: k, size, burst, bursts: quick ? 5 : 30 })
+    const kind = bytes ? "bytes" : "JSON"
+    const { rtt, rate } = await measurePeers({ warm: w, n: k, size, burst, bursts: quick ? 5 : 30, bytes })
     const who = {
       flexec: ["flexec sendToJob (Promise facade)", versionOf("@flexec/executor-process")],
       raw: ["raw", "u32 length | u8 op | data, unix socket"],
       fork: ['fork() IPC, serialization "advanced"', `node ${process.version}`],
       jsonrpc: ["vscode-jsonrpc, unix socket", versionOf("vscode-jsonrpc")]
     }
-    const contendersOf = (samples) => Object.entries(who).map(([key, [name, version]]) => ({ who: name, version, samples: samples[key] }))
+    const contendersOf = (samples) =>
+      Object.entries(who).filter(([key]) => key in samples).map(([key, [name, version]]) => ({ who: name, version, samples: samples[key] }))
     const rttC = contendersOf(rtt)
     const rateC = contendersOf(rate)
     const perSecond = (ms) => burst / (ms / 1000)
     const fmtRate = (x) => `${(x / 1000).toFixed(1)} k msg/s`
-    log(`rtt ${label} peers: p50 ${rttC.map((c) => `${c.who} ${fmtUs(median(c.samples))}`).join(", ")}`)
-    log(`rtt ${label} msg/s: ${rateC.map((c) => `${c.who} ${fmtRate(perSecond(median(c.samples)))}`).join(", ")}`)
+    log(`rtt ${label} ${kind} peers: p50 ${rttC.map((c) => `${c.who} ${fmtUs(median(c.samples))}`).join(", ")}`)
+    log(`rtt ${label} ${kind} msg/s: ${rateC.map((c) => `${c.who} ${fmtRate(perSecond(median(c.samples)))}`).join(", ")}`)
     out.push(
-      bestPeerRow({ id: "2", what: `RTT ${label} JSON p50 (n=${k})`, flexec: rttC[0], peers: rttC.slice(2), fmt: fmtUs }),
-      bestPeerRow({ id: "2", what: `${label} JSON msg/s, ${burst} in flight (n=${quick ? 5 : 30})`, flexec: rateC[0], peers: rateC.slice(2), fmt: fmtRate, rate: perSecond }),
-      ...peerRows({ id: "2", figure: `RTT ${label} JSON`, contenders: rttC, fmt: fmtUs }),
-      ...peerRows({ id: "2", figure: `${label} JSON msg/s, ${burst} in flight`, contenders: rateC, fmt: fmtRate, rate: perSecond })
+      bestPeerRow({ id: "2", what: `RTT ${label} ${kind} p50 (n=${k})`, flexec: rttC[0], peers: rttC.slice(2), fmt: fmtUs }),
+      bestPeerRow({ id: "2", what: `${label} ${kind} msg/s, ${burst} in flight (n=${quick ? 5 : 30})`, flexec: rateC[0], peers: rateC.slice(2), fmt: fmtRate, rate: perSecond }),
+      ...peerRows({ id: "2", figure: `RTT ${label} ${kind}`, contenders: rttC, fmt: fmtUs }),
+      ...peerRows({ id: "2", figure: `${label} ${kind} msg/s, ${burst} in flight`, contenders: rateC, fmt: fmtRate, rate: perSecond })
     )
   }
   return out
