@@ -165,6 +165,7 @@ const measurePromise = async ({ warm, n, payload, rawPayload }) => {
 const measurePeers = async ({ warm, n, size, burst, bursts, bytes = false }) => {
   // bytes: a Uint8Array payload (flexec's "bytes" encoding, a Buffer through fork IPC by
   // structured clone); JSON-RPC has no binary payload, so it sits this one out
+  /** @type {any} */
   const payload = bytes ? new Uint8Array(size).fill(7) : jsonPayloadOf(size)
   const rawPayload = bytes ? Buffer.from(payload) : Buffer.from(JSON.stringify(payload))
   const lengthOf = (/** @type {any} */ p) => (bytes ? p.byteLength : p.d.length)
@@ -232,11 +233,13 @@ export async function run({ quick, log }) {
     ...rowsOf("Promise facade", facade, "createProcessExecutor().sendToJob: no fiber per call (the engine's fiberless path)")
   ]
   const burst = 200
-  for (const [size, label, w, k, bytes] of [
+  /** @type {Array<[number, string, number, number, boolean]>} */
+  const figures = [
     [64, "64 B", warm, n, false],
     [64 * 1024, "64 KiB", quick ? 50 : 300, quick ? 300 : 3000, false],
     [64 * 1024, "64 KiB", quick ? 50 : 300, quick ? 300 : 3000, true]
-  ]) {
+  ]
+  for (const [size, label, w, k, bytes] of figures) {
     const kind = bytes ? "bytes" : "JSON"
     const { rtt, rate } = await measurePeers({ warm: w, n: k, size, burst, bursts: quick ? 5 : 30, bytes })
     const who = {
