@@ -1,5 +1,6 @@
 // Shared helpers of the benchmarks: statistics, the job environment both sides
 // get, job deployment, an event pump over a PromiseExecutor, the raw server.
+import * as child_process from "node:child_process"
 import * as fs from "node:fs"
 import * as net from "node:net"
 import * as os from "node:os"
@@ -250,5 +251,38 @@ export const timedStart = (executor, pump, workspace, prefix) => {
     pump.forget(jobId)
     fs.rmSync(path.join(workspace, jobId), { recursive: true, force: true })
     return dt
+  }
+}
+
+/**
+ * Pins this process (all its threads) to one CPU for `run`, then gives it back
+ * its own affinity; children spawned meanwhile (the jobs, the peers' children)
+ * inherit the pin. Latency figures on a VM with 2 vCPUs are bimodal by
+ * placement: a ping-pong on one CPU costs ~20–25 µs, across CPUs ~100 µs (the
+ * idle vCPU's wake-up), and which one a run gets is chance. On one CPU every
+ * contender pays only its own work: the figure is then the CPU cost of a round
+ * trip, which on a busy machine is preempted by everything else on that CPU.
+ * Opt-in (FLEXEC_BENCH_PIN=1; needs `taskset` from util-linux): the bars were
+ * set unpinned. Returns `run`'s result and how it ran.
+ * @template T
+ * @param {() => Promise<T>} run
+ * @returns {Promise<{ result: T, pinned: string | undefined }>}
+ */
+export const onOneCpu = async (run) => {
+  /** @param {Array<string>} args */
+  const taskset = (args) => child_process.execFileSync("taskset", args, { encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] })
+  let mask
+  try {
+    if (process.env.FLEXEC_BENCH_PIN !== "1") throw new Error("off")
+    mask = /mask:\s*([0-9a-f]+)/.exec(taskset(["-p", String(process.pid)]))?.[1]
+    if (mask === undefined) throw new Error("no mask")
+    taskset(["-acp", "0", String(process.pid)])
+  } catch {
+    return { result: await run(), pinned: undefined }
+  }
+  try {
+    return { result: await run(), pinned: "the parent and every job pinned to CPU 0 (taskset): latency without the cross-CPU wake-up" }
+  } finally {
+    taskset(["-ap", mask, String(process.pid)])
   }
 }

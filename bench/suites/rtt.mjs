@@ -13,7 +13,7 @@ import * as path from "node:path"
 import { ClientExecutor } from "@flexec/core"
 import { createProcessExecutor, ProcessJobExecutor } from "@flexec/executor-process"
 import { Effect, ManagedRuntime, Stream } from "effect"
-import { deployJob, eventPump, fmtUs, interleaved, jsonPayloadOf, median, now, pct, rawProtoPath, rawServer, site, tempDir } from "../lib/common.mjs"
+import { deployJob, eventPump, fmtUs, interleaved, jsonPayloadOf, median, now, onOneCpu, pct, rawProtoPath, rawServer, site, tempDir } from "../lib/common.mjs"
 import { startForkEcho, startJsonRpcEcho } from "../lib/peer-children.mjs"
 import { bestPeerRow, peerRows, rounds, versionOf } from "../lib/peers.mjs"
 import { row } from "../lib/row.mjs"
@@ -206,7 +206,7 @@ const measurePeers = async ({ warm, n, size, burst, bursts, bytes = false }) => 
   }
 }
 
-export async function run({ quick, log }) {
+const measureAll = async ({ quick, log }) => {
   const warm = quick ? 200 : 2000
   const n = quick ? 1000 : 10000
   const payload = jsonPayloadOf(64)
@@ -264,4 +264,10 @@ export async function run({ quick, log }) {
     )
   }
   return out
+}
+
+export async function run({ quick, log }) {
+  const { result, pinned } = await onOneCpu(() => measureAll({ quick, log }))
+  log(`rtt: ${pinned ?? "not pinned (FLEXEC_BENCH_PIN=1 pins): latencies are bimodal by CPU placement"}`)
+  return pinned === undefined ? result : result.map((r) => (r.note === undefined || !r.what.includes("p50") ? r : { ...r, note: `${r.note}; ${pinned}` }))
 }
